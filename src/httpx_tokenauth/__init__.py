@@ -1,0 +1,69 @@
+"""httpx-tokenauth: OAuth 2.0 access tokens that take care of themselves, for httpx.
+
+Example::
+
+    import httpx
+    from httpx_tokenauth import ClientCredentials, TokenAuth
+
+    auth = TokenAuth(ClientCredentials("https://as.example/token",
+                                       client_id="svc", client_secret="..."))
+    with httpx.Client(auth=auth) as client:
+        client.get("https://api.example/things")
+"""
+
+from __future__ import annotations
+
+from ._auth import TokenAuth
+from ._challenge import BearerChallenge, bearer_challenge
+from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
+from ._errors import (
+    ConfigurationError,
+    InsecureTransportError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    InvalidTokenResponseError,
+    ProviderError,
+    TokenEndpointError,
+    TokenError,
+    TokenResponseError,
+    TokenTransportError,
+    UnauthorizedClientError,
+    UnexpectedTokenResponseError,
+    UnsupportedGrantTypeError,
+    UnsupportedTokenTypeError,
+)
+from ._providers import AsyncTokenProvider, ClientCredentials, TokenProvider
+from ._token import Token
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncTokenProvider",
+    "BearerChallenge",
+    "ClientAuth",
+    "ClientCredentials",
+    "ClientSecretBasic",
+    "ClientSecretPost",
+    "ConfigurationError",
+    "InsecureTransportError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "InvalidTokenResponseError",
+    "ProviderError",
+    "Token",
+    "TokenAuth",
+    "TokenEndpointError",
+    "TokenError",
+    "TokenProvider",
+    "TokenResponseError",
+    "TokenTransportError",
+    "UnauthorizedClientError",
+    "UnexpectedTokenResponseError",
+    "UnsupportedGrantTypeError",
+    "UnsupportedTokenTypeError",
+    "bearer_challenge",
+]

@@ -1,0 +1,393 @@
+"""TokenAuth: the httpx.Auth, with its sync and async drivers.
+
+The drivers own the locks and the token endpoint I/O; every decision (is the
+token fresh, does a 401 call for a new token, what the token response means)
+is the core's. ``sync_auth_flow`` and ``async_auth_flow`` are mirror images,
+as are ``_sync_acquire``/``_async_acquire`` and ``_sync_fetch``/``_async_fetch``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any, NoReturn
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import httpx
+
+from ._cache import Need, TokenCache
+from ._challenge import decide_after_401
+from ._errors import ConfigurationError, InsecureTransportError, ProviderError, TokenError
+from ._providers import AsyncTokenProvider, Grant, TokenProvider
+from ._token import Token
+from ._transport import DEFAULT_TIMEOUT, replayable, send_async, send_sync
+from ._url import is_loopback_host, redacted_url
+
+__all__ = ["TokenAuth"]
+
+logger = logging.getLogger("httpx_tokenauth")
+
+Provider = Grant | TokenProvider | AsyncTokenProvider
+
+
+class _After(enum.Enum):
+    DONE = "done"  # hand the response back
+    RENEW = "renew"  # renew the token, hand the 401 back (body cannot be resent)
+    REPLAY = "replay"  # renew the token and send the request once more
+
+
+class TokenAuth(httpx.Auth):
+    """Bearer tokens for ``httpx.Client`` and ``httpx.AsyncClient``, fetched and renewed for you.
+
+    ``provider`` is a grant (ClientCredentials, JWTBearerGrant) or your own
+    TokenProvider / AsyncTokenProvider. The first request fetches a token;
+    later ones reuse it until ``leeway`` seconds before it expires (clamped to
+    half its lifetime); a 401 that says the token is bad renews it and replays
+    the request once.
+
+    Token requests go over ``token_client`` / ``async_token_client`` when
+    given (for proxies, mTLS, custom CAs, tests), otherwise over a client of
+    TokenAuth's own with certificate verification on, a 10-second timeout and
+    no redirects. They never go through the client TokenAuth is attached to,
+    so token responses never show up in its history or event hooks.
+
+    Bearer tokens are only sent over https, to loopback hosts, or anywhere
+    with ``allow_insecure_http=True`` (SPEC T3). ``clock`` returns the current
+    time in seconds (``time.time`` by default).
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        leeway: float = 60.0,
+        default_lifetime: float | None = None,
+        token_client: httpx.Client | None = None,
+        async_token_client: httpx.AsyncClient | None = None,
+        allow_insecure_http: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not (
+            isinstance(provider, Grant)
+            or callable(getattr(provider, "fetch_token", None))
+            or callable(getattr(provider, "afetch_token", None))
+        ):
+            raise ConfigurationError(
+                "provider must be ClientCredentials(...), JWTBearerGrant(...), or an object "
+                f"with fetch_token() and/or async afetch_token(); got {type(provider).__name__}"
+            )
+        if token_client is not None and not isinstance(token_client, httpx.Client):
+            raise ConfigurationError(
+                f"token_client must be an httpx.Client, got {type(token_client).__name__}; "
+                "pass an httpx.AsyncClient as async_token_client="
+            )
+        if async_token_client is not None and not isinstance(async_token_client, httpx.AsyncClient):
+            raise ConfigurationError(
+                "async_token_client must be an httpx.AsyncClient, got "
+                f"{type(async_token_client).__name__}; pass an httpx.Client as token_client="
+            )
+        if not callable(clock):
+            raise ConfigurationError("clock must be a callable returning seconds, like time.time")
+        self._provider = provider
+        self._cache = TokenCache(leeway=leeway, default_lifetime=default_lifetime)
+        self._leeway = leeway
+        self._token_client = token_client
+        self._async_token_client = async_token_client
+        self._allow_insecure_http = bool(allow_insecure_http)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._async_lock_var: anyio.lowlevel.RunVar[anyio.Lock] = anyio.lowlevel.RunVar(
+            "httpx_tokenauth.renewal_lock"
+        )
+        self._own_client: httpx.Client | None = None
+        self._own_client_lock = threading.Lock()
+        self._ssl_context: Any = None
+        if isinstance(provider, Grant):
+            self._source = redacted_url(provider.token_url)
+        else:
+            self._source = type(provider).__name__
+
+    # -- the two drivers -------------------------------------------------------------
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        token = self._cache.fresh(self._clock()) or self._sync_acquire()
+        self._authorize(request, token)
+        response = yield request
+        if response.status_code != 401:
+            return
+        after = self._after_401(request, response, token)
+        if after is _After.DONE:
+            return
+        token = self._sync_acquire()
+        if after is _After.REPLAY:
+            self._authorize(request, token)
+            yield request
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = self._cache.fresh(self._clock()) or await self._async_acquire()
+        self._authorize(request, token)
+        response = yield request
+        if response.status_code != 401:
+            return
+        after = self._after_401(request, response, token)
+        if after is _After.DONE:
+            return
+        token = await self._async_acquire()
+        if after is _After.REPLAY:
+            self._authorize(request, token)
+            yield request
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        raise RuntimeError(
+            "TokenAuth runs through httpx.Client or httpx.AsyncClient (sync_auth_flow / "
+            "async_auth_flow); auth_flow is not used"
+        )
+
+    # -- acquiring a token: one fetch for many callers -------------------------------
+
+    def _sync_acquire(self) -> Token:
+        need, current = self._cache.need(self._clock())
+        if need is Need.NONE and current is not None:
+            return current
+        if need is Need.OPTIONAL and current is not None:
+            if not self._lock.acquire(blocking=False):
+                return current  # someone is renewing; the old token is still valid
+        else:
+            self._lock.acquire()
+        try:
+            need, current = self._cache.need(self._clock())
+            if need is Need.NONE and current is not None:
+                return current  # renewed while we waited
+            try:
+                token = self._sync_fetch()
+            except TokenError as exc:
+                return self._renewal_failed(exc, current)
+            return self._cache.store(token, self._clock())
+        finally:
+            self._lock.release()
+
+    async def _async_acquire(self) -> Token:
+        need, current = self._cache.need(self._clock())
+        if need is Need.NONE and current is not None:
+            return current
+        lock = self._async_lock()
+        if need is Need.OPTIONAL and current is not None:
+            try:
+                lock.acquire_nowait()
+            except anyio.WouldBlock:
+                return current  # someone is renewing; the old token is still valid
+        else:
+            await lock.acquire()
+        try:
+            need, current = self._cache.need(self._clock())
+            if need is Need.NONE and current is not None:
+                return current  # renewed while we waited
+            try:
+                token = await self._async_fetch()
+            except TokenError as exc:
+                return self._renewal_failed(exc, current)
+            return self._cache.store(token, self._clock())
+        finally:
+            lock.release()
+
+    # -- fetching a token -------------------------------------------------------------
+
+    def _sync_fetch(self) -> Token:
+        provider = self._provider
+        if isinstance(provider, Grant):
+            raw = send_sync(self._sync_client(), provider.token_request(self._clock()))
+            token = provider.parse_response(raw, received_at=self._clock())
+        elif isinstance(provider, TokenProvider):
+            token = self._call_provider(provider.fetch_token)
+        else:
+            raise ConfigurationError(
+                f"{type(provider).__name__} has only async afetch_token(): use this TokenAuth "
+                "with httpx.AsyncClient, or give the provider a fetch_token() method"
+            )
+        return self._fetched(token)
+
+    async def _async_fetch(self) -> Token:
+        provider = self._provider
+        if isinstance(provider, Grant):
+            client = self._async_token_client
+            request = provider.token_request(self._clock())
+            if client is not None:
+                raw = await send_async(client, request)
+            else:
+                async with await self._own_async_client() as own:
+                    raw = await send_async(own, request)
+            token = provider.parse_response(raw, received_at=self._clock())
+        elif isinstance(provider, AsyncTokenProvider):
+            token = await self._acall_provider(provider.afetch_token)
+        else:
+            # A sync-only provider runs in a worker thread: the event loop never blocks.
+            token = await anyio.to_thread.run_sync(self._call_provider, provider.fetch_token)
+        return self._fetched(token)
+
+    # -- what both drivers share ----------------------------------------------------------
+
+    def _authorize(self, request: httpx.Request, token: Token) -> None:
+        """SPEC U1, U2, T3: the token goes in the Authorization header, over TLS only."""
+        url = request.url
+        if (
+            url.scheme != "https"
+            and not self._allow_insecure_http
+            and not is_loopback_host(url.host)
+        ):
+            raise InsecureTransportError(
+                f"refusing to send a bearer token to {redacted_url(str(url))!r} over plain "
+                "http (RFC 6750 §5.3): use https://, or TokenAuth(..., "
+                "allow_insecure_http=True) if this really is a trusted network"
+            )
+        request.headers["Authorization"] = token.authorization
+
+    def _after_401(self, request: httpx.Request, response: httpx.Response, token: Token) -> _After:
+        """SPEC U6-U8, plus compare-and-invalidate and the one-replay rule."""
+        if response.request.headers.get("Authorization") != token.authorization:
+            # A redirect took the request to another origin and httpx dropped our
+            # header: this 401 is not about our token.
+            logger.debug(
+                "401 from %s is not about our token (it was not sent there)",
+                redacted_url(str(response.request.url)),
+                extra={"event": "replay_refused", "reason": "token not sent to that origin"},
+            )
+            return _After.DONE
+        decision = decide_after_401(response.headers.get_list("www-authenticate"))
+        if not decision.renew:
+            logger.debug(
+                "not replaying %s %s: %s",
+                request.method,
+                redacted_url(str(request.url)),
+                decision.reason,
+                extra={"event": "replay_refused", "reason": decision.reason},
+            )
+            return _After.DONE
+        self._cache.invalidate(token)
+        if not replayable(request):
+            logger.warning(
+                "%s %s got %s; the token will be renewed, but the request body is a "
+                "stream that cannot be sent twice, so the 401 is returned to the caller",
+                request.method,
+                redacted_url(str(request.url)),
+                decision.reason,
+                extra={"event": "replay_refused", "reason": "body cannot be resent"},
+            )
+            return _After.RENEW
+        logger.debug(
+            "replaying %s %s after %s",
+            request.method,
+            redacted_url(str(request.url)),
+            decision.reason,
+            extra={"event": "replay", "reason": decision.reason},
+        )
+        return _After.REPLAY
+
+    def _renewal_failed(self, exc: TokenError, current: Token | None) -> Token:
+        now = self._clock()
+        if current is None or (current.expires_at is not None and now >= current.expires_at):
+            raise exc
+        self._cache.renewal_failed(now)
+        logger.warning(
+            "early token renewal from %s failed (%s); the current token is still valid and "
+            "stays in use",
+            self._source,
+            type(exc).__name__,
+            extra={
+                "event": "renewal_failed",
+                "token_endpoint": self._source,
+                "outcome": type(exc).__name__,
+                "expires_in": current.expires_in(now),
+            },
+        )
+        return current
+
+    def _fetched(self, token: Token) -> Token:
+        expires_in = token.expires_in(self._clock())
+        logger.debug(
+            "token fetched from %s, expires in %s s",
+            self._source,
+            "unknown" if expires_in is None else round(expires_in),
+            extra={
+                "event": "token_fetched",
+                "token_endpoint": self._source,
+                "expires_in": expires_in,
+                "scope": " ".join(token.scope) if token.scope else None,
+            },
+        )
+        return token
+
+    def _call_provider(self, fetch: Callable[[], Token]) -> Token:
+        try:
+            token = fetch()
+        except TokenError:
+            raise
+        except Exception as exc:
+            _provider_failed(exc, self._source)
+        return self._check_provided(token)
+
+    async def _acall_provider(self, afetch: Callable[[], Any]) -> Token:
+        try:
+            token = await afetch()
+        except TokenError:
+            raise
+        except Exception as exc:
+            _provider_failed(exc, self._source)
+        return self._check_provided(token)
+
+    def _check_provided(self, token: object) -> Token:
+        if not isinstance(token, Token):
+            raise ProviderError(
+                f"{self._source} returned {type(token).__name__}, not a Token: return "
+                "Token(access_token, expires_at=...)"
+            )
+        return token
+
+    def _async_lock(self) -> anyio.Lock:
+        """One renewal lock per event loop, so a TokenAuth survives successive loops."""
+        try:
+            return self._async_lock_var.get()
+        except LookupError:
+            lock = anyio.Lock()
+            self._async_lock_var.set(lock)
+            return lock
+
+    def _sync_client(self) -> httpx.Client:
+        if self._token_client is not None:
+            return self._token_client
+        with self._own_client_lock:
+            if self._own_client is None:
+                self._own_client = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+            return self._own_client
+
+    async def _own_async_client(self) -> httpx.AsyncClient:
+        # One short-lived client per fetch: fetches are rare, and a client tied to
+        # no event loop cannot break when the loop changes. The TLS context (the
+        # costly part, which reads the CA bundle from disk) is made once, off-loop.
+        if self._ssl_context is None:
+            self._ssl_context = await anyio.to_thread.run_sync(httpx.create_ssl_context)
+        return httpx.AsyncClient(
+            timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=self._ssl_context
+        )
+
+    def close(self) -> None:
+        """Close the token client TokenAuth created (a client you passed stays open)."""
+        with self._own_client_lock:
+            if self._own_client is not None:
+                self._own_client.close()
+                self._own_client = None
+
+    def __repr__(self) -> str:
+        return f"TokenAuth({self._provider!r}, leeway={self._leeway!r})"
+
+
+def _provider_failed(exc: Exception, source: str) -> NoReturn:
+    raise ProviderError(
+        f"token provider {source} failed: {type(exc).__name__} (see the exception's __cause__)"
+    ) from exc

@@ -1,0 +1,175 @@
+"""WWW-Authenticate parsing (RFC 9110 §11.6.1) and the 401 decision (SPEC U5-U8). No I/O.
+
+The parser never raises: whatever a server sends, it returns the challenges it
+could read and skips the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol
+
+__all__ = [
+    "BearerChallenge",
+    "Challenge",
+    "Decision",
+    "bearer_challenge",
+    "decide_after_401",
+    "parse_www_authenticate",
+]
+
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = r'"(?:[^"\\]|\\.)*"?'  # an unterminated string runs to the end
+_OWS = re.compile(r"[ \t]*")
+_SEPARATORS = re.compile(r"[ \t,]*")
+_SCHEME = re.compile(_TOKEN)
+_PARAM = re.compile(rf"({_TOKEN})[ \t]*=[ \t]*({_QUOTED}|{_TOKEN})")
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=[ \t]*(?:,|$))")
+_GARBAGE = re.compile(r"[^,]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One challenge: the scheme as sent, its parameters (names lower-cased), or a token68."""
+
+    scheme: str
+    params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    token68: str | None = None
+
+
+def parse_www_authenticate(values: Iterable[str]) -> list[Challenge]:
+    """Parse every WWW-Authenticate header value into challenges, in order (SPEC U5)."""
+    challenges: list[Challenge] = []
+    for value in values:
+        challenges.extend(_parse_one(value))
+    return challenges
+
+
+def _skip(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """End of the (possibly empty) match of ``pattern`` at ``pos``."""
+    m = pattern.match(text, pos)
+    return pos if m is None else m.end()
+
+
+def _parse_one(text: str) -> list[Challenge]:
+    out: list[Challenge] = []
+    pos, end = 0, len(text)
+    while True:
+        pos = _skip(_SEPARATORS, text, pos)
+        if pos >= end:
+            return out
+        scheme = _SCHEME.match(text, pos)
+        if scheme is None or _PARAM.match(text, pos):
+            # Not a scheme (stray character, or a parameter with no scheme before it).
+            pos = _skip(_GARBAGE, text, pos + 1)
+            continue
+        pos = _skip(_OWS, text, scheme.end())
+        params: dict[str, str] = {}
+        token68 = None
+        if (m := _TOKEN68.match(text, pos)) and not _PARAM.match(text, pos):
+            token68, pos = m.group(), m.end()
+        else:
+            while m := _PARAM.match(text, pos):
+                name, raw = m.group(1).lower(), m.group(2)
+                params.setdefault(name, _unquote(raw))
+                pos = _skip(_SEPARATORS, text, m.end())
+        out.append(Challenge(scheme.group(), MappingProxyType(params), token68))
+
+
+def _unquote(raw: str) -> str:
+    """A token as is; a quoted-string without its quotes and escapes (RFC 9110 §5.6.4)."""
+    if not raw.startswith('"'):
+        return raw
+    chars: list[str] = []
+    i = 1
+    while i < len(raw) and raw[i] != '"':
+        if raw[i] == "\\" and i + 1 < len(raw):
+            i += 1
+        chars.append(raw[i])
+        i += 1
+    return "".join(chars)
+
+
+@dataclass(frozen=True, slots=True)
+class BearerChallenge:
+    """What a resource server said in its ``WWW-Authenticate: Bearer`` challenge (RFC 6750 §3).
+
+    ``scope`` is the scope the server requires, split on spaces (SPEC U7).
+    """
+
+    error: str | None
+    error_description: str | None
+    error_uri: str | None
+    realm: str | None
+    scope: tuple[str, ...] | None
+    params: Mapping[str, str]
+
+    @classmethod
+    def from_challenge(cls, challenge: Challenge) -> BearerChallenge:
+        p = challenge.params
+        scope = p.get("scope")
+        return cls(
+            error=p.get("error"),
+            error_description=p.get("error_description"),
+            error_uri=p.get("error_uri"),
+            realm=p.get("realm"),
+            scope=None if scope is None else tuple(scope.split()),
+            params=p,
+        )
+
+
+class _HasHeaders(Protocol):
+    @property
+    def headers(self) -> _MultiHeaders: ...
+
+
+class _MultiHeaders(Protocol):
+    def get_list(self, key: str, split_commas: bool = False) -> list[str]: ...
+
+
+def bearer_challenge(response: _HasHeaders) -> BearerChallenge | None:
+    """The first Bearer challenge of a response, or None.
+
+    Use it on a 401 or 403 that TokenAuth handed back to learn why, for example
+    the scope an ``insufficient_scope`` response requires::
+
+        challenge = bearer_challenge(response)
+        if challenge and challenge.error == "insufficient_scope":
+            print("needs", challenge.scope)
+    """
+    for challenge in parse_www_authenticate(response.headers.get_list("www-authenticate")):
+        if challenge.scheme.lower() == "bearer":
+            return BearerChallenge.from_challenge(challenge)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with a 401: renew the token (and replay) or hand it back, and why."""
+
+    renew: bool
+    reason: str
+
+
+def decide_after_401(www_authenticate: Iterable[str]) -> Decision:
+    """SPEC U6-U8: renew and replay on no challenge, a bare Bearer challenge or invalid_token.
+
+    Hand back on ``insufficient_scope``, ``invalid_request``, any other error
+    code, and on challenges that do not offer Bearer at all (``Basic`` only).
+    """
+    challenges = parse_www_authenticate(www_authenticate)
+    if not challenges:
+        return Decision(renew=True, reason="401 without a challenge")
+    for challenge in challenges:
+        if challenge.scheme.lower() == "bearer":
+            error = challenge.params.get("error")
+            if error is None:
+                return Decision(renew=True, reason="401 with a Bearer challenge and no error")
+            if error == "invalid_token":
+                return Decision(renew=True, reason="401 invalid_token")
+            return Decision(renew=False, reason=f"401 {error[:40]}: a new token would not help")
+    schemes = ", ".join(sorted({c.scheme[:20] for c in challenges}))
+    return Decision(renew=False, reason=f"401 asks for {schemes}, not Bearer")

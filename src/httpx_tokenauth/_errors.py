@@ -1,0 +1,160 @@
+"""The exception tree. Every exception the library raises derives from TokenError.
+
+Messages say what went wrong and how to fix it. They never carry a secret: no
+client secret, private key, access token, assertion or raw response body.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "InsecureTransportError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidScopeError",
+    "InvalidTokenResponseError",
+    "ProviderError",
+    "TokenEndpointError",
+    "TokenError",
+    "TokenResponseError",
+    "TokenTransportError",
+    "UnauthorizedClientError",
+    "UnexpectedTokenResponseError",
+    "UnsupportedGrantTypeError",
+    "UnsupportedTokenTypeError",
+]
+
+
+class TokenError(Exception):
+    """Root of every exception httpx-tokenauth raises."""
+
+
+class ConfigurationError(TokenError):
+    """An argument is wrong. Raised at construction wherever that is possible."""
+
+
+class InsecureTransportError(ConfigurationError):
+    """A secret would travel over plain HTTP (SPEC T1, T3).
+
+    Raised for an ``http://`` token URL, or for a request to an ``http://`` API,
+    unless the host is loopback or ``allow_insecure_http=True`` was passed.
+    """
+
+
+class ProviderError(TokenError):
+    """A user-written token provider failed or returned something that is not a Token.
+
+    The provider's own exception is the ``__cause__``.
+    """
+
+
+class TokenTransportError(TokenError):
+    """The token endpoint could not be reached: connection, TLS, or timeout.
+
+    The httpx exception is the ``__cause__``; ``token_url`` names the endpoint
+    (without its query string).
+    """
+
+    def __init__(self, message: str, *, token_url: str) -> None:
+        super().__init__(message)
+        self.token_url = token_url
+
+
+class TokenResponseError(TokenError):
+    """The token endpoint answered, but not with a usable token.
+
+    ``status_code`` is the HTTP status of that answer.
+    """
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class UnexpectedTokenResponseError(TokenResponseError):
+    """The answer is not an OAuth 2.0 response at all (SPEC E5, T6).
+
+    An HTML error page from a proxy, an empty body, a redirect, a body over the
+    size cap. ``content_type`` is the response's Content-Type, if any.
+    """
+
+    def __init__(self, message: str, *, status_code: int, content_type: str | None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.content_type = content_type
+
+
+class InvalidTokenResponseError(TokenResponseError):
+    """A successful answer that breaks RFC 6749 §5.1 (SPEC R1, R6).
+
+    For example: no ``access_token``, a ``token_type`` that is not a string, an
+    ``expires_in`` that is negative or not a number, JSON that is not an object.
+    """
+
+
+class UnsupportedTokenTypeError(InvalidTokenResponseError):
+    """The token endpoint issued a token type other than Bearer (SPEC R3).
+
+    ``token_type`` is the type the server named.
+    """
+
+    def __init__(self, message: str, *, status_code: int, token_type: str) -> None:
+        super().__init__(message, status_code=status_code)
+        self.token_type = token_type
+
+
+class TokenEndpointError(TokenResponseError):
+    """The token endpoint answered with an OAuth 2.0 error (RFC 6749 §5.2, SPEC E1).
+
+    ``error`` is the code exactly as sent (unknown codes are kept as they are);
+    ``error_description`` and ``error_uri`` are the optional fields, or None.
+    Known codes raise the matching subclass.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        error: str,
+        error_description: str | None = None,
+        error_uri: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.error = error
+        self.error_description = error_description
+        self.error_uri = error_uri
+
+
+class InvalidRequestError(TokenEndpointError):
+    """``invalid_request``: the token request is malformed."""
+
+
+class InvalidClientError(TokenEndpointError):
+    """``invalid_client``: client authentication failed (wrong id, secret or key)."""
+
+
+class InvalidGrantError(TokenEndpointError):
+    """``invalid_grant``: the grant or assertion was rejected."""
+
+
+class UnauthorizedClientError(TokenEndpointError):
+    """``unauthorized_client``: this client may not use this grant type."""
+
+
+class UnsupportedGrantTypeError(TokenEndpointError):
+    """``unsupported_grant_type``: the server does not support this grant type."""
+
+
+class InvalidScopeError(TokenEndpointError):
+    """``invalid_scope``: a requested scope is unknown, malformed or not allowed."""
+
+
+ERROR_CLASSES: dict[str, type[TokenEndpointError]] = {
+    "invalid_request": InvalidRequestError,
+    "invalid_client": InvalidClientError,
+    "invalid_grant": InvalidGrantError,
+    "unauthorized_client": UnauthorizedClientError,
+    "unsupported_grant_type": UnsupportedGrantTypeError,
+    "invalid_scope": InvalidScopeError,
+}

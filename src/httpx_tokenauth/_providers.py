@@ -1,0 +1,194 @@
+"""Where tokens come from: the provider protocols and the token-endpoint grants. No I/O.
+
+Two kinds of provider plug into TokenAuth:
+
+* a **grant** (ClientCredentials, JWTBearerGrant) is sans-I/O: it builds the
+  token request and parses the answer; TokenAuth sends it over its own client.
+* a **TokenProvider** / **AsyncTokenProvider** is anything with
+  ``fetch_token()`` / ``async afetch_token()`` returning a Token: a file, a
+  secrets store, another library. TokenAuth calls it when it needs a token
+  and applies the same caching, locking and 401 rules.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from ._client_auth import Authenticator, ClientAuth, ClientSecretBasic, check_client_id
+from ._errors import ConfigurationError
+from ._request import (
+    BASE_HEADERS,
+    Form,
+    TokenRequest,
+    normalize_extra_params,
+    normalize_multi,
+    normalize_scope,
+)
+from ._token import RawResponse, Token, parse_token_response
+from ._url import check_token_url, redacted_url
+
+__all__ = ["AsyncTokenProvider", "ClientCredentials", "Grant", "TokenProvider"]
+
+RESERVED_PARAMS = frozenset(
+    {
+        "grant_type",
+        "scope",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "assertion",
+        "resource",
+        "audience",
+    }
+)
+
+
+@runtime_checkable
+class TokenProvider(Protocol):
+    """A source of tokens for synchronous clients.
+
+    ``fetch_token`` is called only when TokenAuth needs a new token (at first
+    use, near expiry, after a 401), never concurrently for one TokenAuth. It
+    returns a Token; an exception it raises reaches the caller as a
+    ProviderError with the original as ``__cause__``. With an AsyncClient a
+    provider that only has ``fetch_token`` runs in a worker thread, so the
+    event loop is never blocked.
+    """
+
+    def fetch_token(self) -> Token:
+        """Return a new token."""
+        ...
+
+
+@runtime_checkable
+class AsyncTokenProvider(Protocol):
+    """A source of tokens for asynchronous clients: ``async def afetch_token() -> Token``."""
+
+    async def afetch_token(self) -> Token:
+        """Return a new token."""
+        ...
+
+
+class Grant(abc.ABC):
+    """A sans-I/O OAuth 2.0 grant: builds token requests, parses token responses."""
+
+    __slots__ = ("_allow_insecure_http", "_scope", "_token_url")
+
+    def __init__(
+        self,
+        token_url: str,
+        *,
+        scope: str | Sequence[str] | None,
+        allow_insecure_http: bool,
+    ) -> None:
+        self._token_url = check_token_url(token_url, allow_insecure_http=allow_insecure_http)
+        self._allow_insecure_http = allow_insecure_http
+        self._scope = normalize_scope(scope)
+
+    @property
+    def token_url(self) -> str:
+        return self._token_url
+
+    @property
+    def scope(self) -> tuple[str, ...] | None:
+        return self._scope
+
+    @abc.abstractmethod
+    def token_request(self, now: float) -> TokenRequest:
+        """The request to send at ``now``. JWT grants mint a fresh assertion each call."""
+
+    def parse_response(self, response: RawResponse, *, received_at: float) -> Token:
+        """The Token in the answer, or a TokenError subclass (SPEC R1-R11, E1-E5)."""
+        return parse_token_response(response, received_at=received_at, requested_scope=self._scope)
+
+    def _scope_form(self) -> Form:
+        return (("scope", " ".join(self._scope)),) if self._scope else ()
+
+    def _build(
+        self, grant_form: Form, authenticator: Authenticator | None, now: float
+    ) -> TokenRequest:
+        headers, auth_form = authenticator.authenticate(now) if authenticator else ((), ())
+        return TokenRequest(
+            url=self._token_url,
+            headers=BASE_HEADERS + headers,
+            form=grant_form + auth_form,
+        )
+
+
+class ClientCredentials(Grant):
+    """The OAuth 2.0 client credentials grant (RFC 6749 §4.4).
+
+    ``client_auth`` defaults to ClientSecretBasic when ``client_secret`` is
+    given (SPEC B3); without a secret, pass a method that needs none, such as
+    PrivateKeyJWT (SPEC B7). ``scope`` is a space-separated string or a list;
+    ``audience`` and ``resource`` (RFC 8707) may be one value or several.
+    ``extra_params`` adds vendor parameters; they may not override ours.
+    Everything is checked here, at construction.
+    """
+
+    __slots__ = ("_audience", "_authenticator", "_client_auth", "_client_id", "_form", "_resource")
+
+    def __init__(
+        self,
+        token_url: str,
+        *,
+        client_id: str,
+        client_secret: str | None = None,
+        client_auth: ClientAuth | None = None,
+        scope: str | Sequence[str] | None = None,
+        audience: str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        extra_params: Mapping[str, str] | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        super().__init__(token_url, scope=scope, allow_insecure_http=allow_insecure_http)
+        self._client_id = check_client_id(client_id)
+        if client_auth is None:
+            if client_secret is None:
+                raise ConfigurationError(
+                    "the client credentials grant needs client authentication (RFC 6749 "
+                    "§4.4): pass client_secret=..., or client_auth=PrivateKeyJWT(...)"
+                )
+            client_auth = ClientSecretBasic()
+        if not isinstance(client_auth, ClientAuth):
+            raise ConfigurationError(
+                "client_auth must be ClientSecretBasic(), ClientSecretPost(), "
+                f"ClientSecretJWT(...) or PrivateKeyJWT(...), got {type(client_auth).__name__}"
+            )
+        self._client_auth = client_auth
+        self._authenticator = client_auth.bind(
+            client_id=self._client_id, client_secret=client_secret, token_url=self._token_url
+        )
+        self._audience = normalize_multi("audience", audience)
+        self._resource = normalize_multi("resource", resource)
+        self._form: Form = (
+            ("grant_type", "client_credentials"),
+            *self._scope_form(),
+            *(("audience", a) for a in self._audience),
+            *(("resource", r) for r in self._resource),
+            *normalize_extra_params(extra_params, RESERVED_PARAMS),
+        )
+
+    @property
+    def client_id(self) -> str:
+        return self._client_id
+
+    def token_request(self, now: float) -> TokenRequest:
+        return self._build(self._form, self._authenticator, now)
+
+    def __repr__(self) -> str:
+        parts = [
+            f"token_url={redacted_url(self._token_url)!r}",
+            f"client_id={self._client_id!r}",
+            f"client_auth={self._client_auth!r}",
+        ]
+        if self._scope:
+            parts.append(f"scope={' '.join(self._scope)!r}")
+        if self._audience:
+            parts.append(f"audience={list(self._audience)!r}")
+        if self._resource:
+            parts.append(f"resource={list(self._resource)!r}")
+        return f"ClientCredentials({', '.join(parts)})"

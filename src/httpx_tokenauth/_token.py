@@ -1,0 +1,280 @@
+"""The Token value object and the RFC 6749 §5 token response parser. No I/O.
+
+``parse_token_response`` is a pure function of (status, headers, body, time
+of receipt, requested scope): it returns a Token or raises a TokenError
+subclass, and nothing else can escape it (SPEC R1-R11, E1-E5).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ._errors import (
+    ERROR_CLASSES,
+    ConfigurationError,
+    InvalidTokenResponseError,
+    TokenEndpointError,
+    TokenError,
+    UnexpectedTokenResponseError,
+    UnsupportedTokenTypeError,
+)
+
+__all__ = [
+    "MAX_EXPIRES_IN",
+    "MAX_RESPONSE_BYTES",
+    "RawResponse",
+    "Token",
+    "parse_token_response",
+]
+
+#: Token endpoint bodies larger than this are refused (SPEC T6; Go's oauth2 uses 1 MiB).
+MAX_RESPONSE_BYTES = 1 << 20
+
+#: ``expires_in`` above this (ten years) is clamped to it (SPEC R6): a longer
+#: lifetime is indistinguishable from "never" and only risks arithmetic overflow.
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
+
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+_NUMERIC = re.compile(r"\s*\d{1,12}(\.\d{1,6})?\s*")
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Token:
+    """An access token and what is known about it.
+
+    ``access_token`` is opaque and never decoded (SPEC R10); it is left out of
+    ``repr`` and ``str``. ``expires_at`` is an absolute time in the clock's
+    seconds (``time.time()`` by default), or None when the server gave no
+    ``expires_in`` (SPEC R5). ``received_at`` is when the token was obtained.
+    ``scope`` is the granted scope, or the requested one when the server did
+    not name it (RFC 6749 §5.1). ``extra`` holds every other response field,
+    unchanged (SPEC R8); it is left out of ``repr`` because it may hold a
+    refresh or ID token.
+
+    A custom TokenProvider builds one directly::
+
+        Token("eyJ...", expires_at=time.time() + 3600)
+    """
+
+    access_token: str = field(repr=False)
+    token_type: str = "Bearer"
+    expires_at: float | None = None
+    received_at: float | None = None
+    scope: tuple[str, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.access_token, str) or not _TOKEN_CHARS.fullmatch(self.access_token):
+            raise ConfigurationError(
+                "Token.access_token must be a non-empty string of visible ASCII characters "
+                "(no spaces or control characters), as it is sent in an Authorization header"
+            )
+        if not isinstance(self.token_type, str) or self.token_type.lower() != "bearer":
+            raise ConfigurationError(
+                f"Token.token_type must be 'Bearer', got {self.token_type!r}: "
+                "only bearer tokens (RFC 6750) are supported"
+            )
+        object.__setattr__(self, "token_type", "Bearer")
+        for name in ("expires_at", "received_at"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise ConfigurationError(
+                    f"Token.{name} must be a finite number of seconds or None, got {value!r}"
+                )
+        if self.scope is not None:
+            if isinstance(self.scope, str) or not all(isinstance(s, str) for s in self.scope):
+                raise ConfigurationError("Token.scope must be a tuple of strings or None")
+            object.__setattr__(self, "scope", tuple(self.scope))
+        if not isinstance(self.extra, Mapping):
+            raise ConfigurationError("Token.extra must be a mapping")
+
+    @property
+    def authorization(self) -> str:
+        """The Authorization header value: ``Bearer <access_token>`` (SPEC U1, R2)."""
+        return f"Bearer {self.access_token}"
+
+    def expires_in(self, now: float) -> float | None:
+        """Seconds left at ``now``, or None when the expiry is unknown."""
+        return None if self.expires_at is None else self.expires_at - now
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A token endpoint answer in neutral terms: what any HTTP library can supply.
+
+    ``headers`` maps lower-case names to values. The body is already capped.
+    """
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: bytes = field(repr=False)
+
+
+def parse_token_response(
+    response: RawResponse,
+    *,
+    received_at: float,
+    requested_scope: tuple[str, ...] | None = None,
+) -> Token:
+    """Turn a token endpoint answer into a Token, or raise a TokenError subclass."""
+    status = response.status_code
+    content_type = response.headers.get("content-type")
+    data = _json_object(response, content_type)
+
+    if data is not None and "error" in data:
+        raise _endpoint_error(data, status, content_type)
+    if not 200 <= status < 300:
+        hint = ""
+        if 300 <= status < 400:
+            hint = " (redirects from the token endpoint are not followed: check the token URL)"
+        elif status == 401:
+            hint = " (check the client id and credentials)"
+        raise UnexpectedTokenResponseError(
+            f"token endpoint answered HTTP {status} without an OAuth 2.0 error object"
+            f"{hint}; content type {content_type or 'none'}",
+            status_code=status,
+            content_type=content_type,
+        )
+    if data is None:
+        raise UnexpectedTokenResponseError(
+            f"token endpoint answered HTTP {status} with a body that is not JSON "
+            f"(content type {content_type or 'none'}, {len(response.body)} bytes)",
+            status_code=status,
+            content_type=content_type,
+        )
+    return _token_from(data, status, received_at, requested_scope)
+
+
+def _json_object(response: RawResponse, content_type: str | None) -> dict[str, Any] | None:
+    """The body as a JSON object; None if it is not JSON; an error if JSON but not an object."""
+    try:
+        data = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        if not 200 <= response.status_code < 300:
+            return None
+        raise InvalidTokenResponseError(
+            f"token endpoint answered HTTP {response.status_code} with JSON that is "
+            f"not an object ({type(data).__name__}); RFC 6749 §5.1 requires an object",
+            status_code=response.status_code,
+        )
+    return data
+
+
+def _endpoint_error(data: dict[str, Any], status: int, content_type: str | None) -> TokenError:
+    code = data.get("error")
+    description = data.get("error_description")
+    uri = data.get("error_uri")
+    if not isinstance(code, str) or not code:
+        return UnexpectedTokenResponseError(
+            f"token endpoint answered HTTP {status} with an 'error' field that is not a "
+            "non-empty string",
+            status_code=status,
+            content_type=content_type,
+        )
+    description = description if isinstance(description, str) else None
+    uri = uri if isinstance(uri, str) else None
+    cls = ERROR_CLASSES.get(code, TokenEndpointError)
+    message = f"token endpoint refused the request: {code}"
+    if description:
+        message += f": {description[:500]}"
+    message += f" (HTTP {status})"
+    if uri:
+        message += f"; see {uri[:500]}"
+    return cls(
+        message, status_code=status, error=code, error_description=description, error_uri=uri
+    )
+
+
+def _token_from(
+    data: dict[str, Any],
+    status: int,
+    received_at: float,
+    requested_scope: tuple[str, ...] | None,
+) -> Token:
+    access_token = data.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise InvalidTokenResponseError(
+            "token response has no 'access_token' string (RFC 6749 §5.1)", status_code=status
+        )
+    if not _TOKEN_CHARS.fullmatch(access_token):
+        raise InvalidTokenResponseError(
+            "token response 'access_token' contains spaces, control or non-ASCII characters "
+            "and cannot be sent in an Authorization header",
+            status_code=status,
+        )
+    token_type = data.get("token_type")
+    if not isinstance(token_type, str) or not token_type:
+        raise InvalidTokenResponseError(
+            "token response has no 'token_type' string (RFC 6749 §5.1)", status_code=status
+        )
+    if token_type.lower() != "bearer":
+        raise UnsupportedTokenTypeError(
+            f"token endpoint issued a {token_type[:40]!r} token; only Bearer tokens "
+            "(RFC 6750) are supported",
+            status_code=status,
+            token_type=token_type,
+        )
+    expires_in = _expires_in(data.get("expires_in"), status)
+    scope = _granted_scope(data.get("scope"), status, requested_scope)
+    extra = {
+        k: v
+        for k, v in data.items()
+        if k not in ("access_token", "token_type", "expires_in", "scope")
+    }
+    return Token(
+        access_token,
+        token_type="Bearer",
+        expires_at=None if expires_in is None else received_at + expires_in,
+        received_at=received_at,
+        scope=scope,
+        extra=MappingProxyType(extra),
+    )
+
+
+def _expires_in(value: object, status: int) -> float | None:
+    """SPEC R5, R6: absent is None; numbers and numeric strings are seconds.
+
+    Rule: the value must be a finite number greater than zero, given as a JSON
+    number or a string of decimal digits (Azure AD v1 sends ``"3599"``).
+    Booleans, negative numbers, zero, NaN, infinity and other strings are an
+    InvalidTokenResponseError. Values above MAX_EXPIRES_IN are clamped to it.
+    """
+    if value is None:
+        return None
+    number: float | None = None
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number or (isinstance(value, str) and _NUMERIC.fullmatch(value)):
+        number = float(value)  # type: ignore[arg-type]
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise InvalidTokenResponseError(
+            f"token response 'expires_in' must be a positive number of seconds, "
+            f"got {str(value)[:40]!r}",
+            status_code=status,
+        )
+    return min(number, float(MAX_EXPIRES_IN))
+
+
+def _granted_scope(
+    value: object, status: int, requested: tuple[str, ...] | None
+) -> tuple[str, ...] | None:
+    if value is None:
+        return requested
+    if not isinstance(value, str):
+        raise InvalidTokenResponseError(
+            "token response 'scope' must be a space-separated string (RFC 6749 §3.3)",
+            status_code=status,
+        )
+    return tuple(value.split())

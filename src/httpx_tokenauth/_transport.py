@@ -1,0 +1,124 @@
+"""The httpx side of the token request: sending it, reading a capped body, replayability.
+
+This is the only module that turns neutral TokenRequest / RawResponse values
+into httpx calls. A second HTTP library needs another module like it, nothing
+more.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from ._errors import TokenTransportError, UnexpectedTokenResponseError
+from ._request import TokenRequest
+from ._token import MAX_RESPONSE_BYTES, RawResponse
+from ._url import redacted_url
+
+try:  # httpx's multipart stream can be rendered again; its class is not public.
+    from httpx._multipart import MultipartStream as _MultipartStream
+except ImportError:  # pragma: no cover - a future httpx without it
+    _MultipartStream = None  # type: ignore[assignment,misc]
+
+__all__ = ["DEFAULT_TIMEOUT", "replayable", "send_async", "send_sync"]
+
+#: Timeout of the token client TokenAuth creates: 10 s for each phase.
+DEFAULT_TIMEOUT = httpx.Timeout(10.0)
+
+
+def send_sync(client: httpx.Client, request: TokenRequest) -> RawResponse:
+    """POST the token request; no redirects, no client-level auth, body capped (SPEC T5, T6)."""
+    try:
+        with client.stream(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.body,
+            follow_redirects=False,
+            auth=None,
+        ) as response:
+            chunks = _Capped(response)
+            for chunk in response.iter_bytes():
+                chunks.add(chunk)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc, request.url) from exc
+    return chunks.raw()
+
+
+async def send_async(client: httpx.AsyncClient, request: TokenRequest) -> RawResponse:
+    """The async mirror of send_sync."""
+    try:
+        async with client.stream(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.body,
+            follow_redirects=False,
+            auth=None,
+        ) as response:
+            chunks = _Capped(response)
+            async for chunk in response.aiter_bytes():
+                chunks.add(chunk)
+    except httpx.HTTPError as exc:
+        raise _transport_error(exc, request.url) from exc
+    return chunks.raw()
+
+
+class _Capped:
+    """Collects a response body up to MAX_RESPONSE_BYTES, then refuses it."""
+
+    __slots__ = ("_chunks", "_response", "_size")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > MAX_RESPONSE_BYTES:
+            raise UnexpectedTokenResponseError(
+                f"token endpoint response is larger than {MAX_RESPONSE_BYTES} bytes; "
+                "refusing to read more",
+                status_code=self._response.status_code,
+                content_type=self._response.headers.get("content-type"),
+            )
+        self._chunks.append(chunk)
+
+    def raw(self) -> RawResponse:
+        headers = {k.lower(): v for k, v in self._response.headers.items()}
+        return RawResponse(self._response.status_code, headers, b"".join(self._chunks))
+
+
+def _transport_error(exc: httpx.HTTPError, url: str) -> TokenTransportError:
+    where = redacted_url(url)
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    detail = str(exc) or type(exc).__name__
+    return TokenTransportError(
+        f"token request to {where} {kind}: {type(exc).__name__}: {detail[:300]}",
+        token_url=where,
+    )
+
+
+def replayable(request: httpx.Request) -> bool:
+    """Whether the request body can be sent again byte-identical without buffering it.
+
+    True for bytes, form, JSON and empty bodies (held in memory by httpx) and
+    for multipart bodies whose files are bytes or seekable. False for
+    generators, async iterators and other one-shot streams.
+    """
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        return True
+    if _MultipartStream is not None and isinstance(stream, _MultipartStream):
+        return all(_rereadable(getattr(f, "file", b"")) for f in stream.fields)
+    return False
+
+
+def _rereadable(file: object) -> bool:
+    if isinstance(file, (bytes, str)):
+        return True
+    seekable = getattr(file, "seekable", None)
+    try:
+        return bool(seekable()) if callable(seekable) else False
+    except (OSError, ValueError):
+        return False

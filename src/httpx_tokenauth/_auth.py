@@ -115,33 +115,37 @@ class TokenAuth(httpx.Auth):
     # -- the two drivers -------------------------------------------------------------
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        self._check_url(request)
         token = self._cache.fresh(self._clock()) or self._sync_acquire()
-        self._authorize(request, token)
+        request.headers["Authorization"] = token.authorization
+        can_replay = replayable(request)  # before sending: a transport may buffer the body
         response = yield request
         if response.status_code != 401:
             return
-        after = self._after_401(request, response, token)
+        after = self._after_401(request, response, token, can_replay)
         if after is _After.DONE:
             return
         token = self._sync_acquire()
         if after is _After.REPLAY:
-            self._authorize(request, token)
+            request.headers["Authorization"] = token.authorization
             yield request
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self._check_url(request)
         token = self._cache.fresh(self._clock()) or await self._async_acquire()
-        self._authorize(request, token)
+        request.headers["Authorization"] = token.authorization
+        can_replay = replayable(request)  # before sending: a transport may buffer the body
         response = yield request
         if response.status_code != 401:
             return
-        after = self._after_401(request, response, token)
+        after = self._after_401(request, response, token, can_replay)
         if after is _After.DONE:
             return
         token = await self._async_acquire()
         if after is _After.REPLAY:
-            self._authorize(request, token)
+            request.headers["Authorization"] = token.authorization
             yield request
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
@@ -233,8 +237,8 @@ class TokenAuth(httpx.Auth):
 
     # -- what both drivers share ----------------------------------------------------------
 
-    def _authorize(self, request: httpx.Request, token: Token) -> None:
-        """SPEC U1, U2, T3: the token goes in the Authorization header, over TLS only."""
+    def _check_url(self, request: httpx.Request) -> None:
+        """SPEC T3: bearer tokens go over TLS only; checked before any token is fetched."""
         url = request.url
         if (
             url.scheme != "https"
@@ -246,9 +250,10 @@ class TokenAuth(httpx.Auth):
                 "http (RFC 6750 §5.3): use https://, or TokenAuth(..., "
                 "allow_insecure_http=True) if this really is a trusted network"
             )
-        request.headers["Authorization"] = token.authorization
 
-    def _after_401(self, request: httpx.Request, response: httpx.Response, token: Token) -> _After:
+    def _after_401(
+        self, request: httpx.Request, response: httpx.Response, token: Token, can_replay: bool
+    ) -> _After:
         """SPEC U6-U8, plus compare-and-invalidate and the one-replay rule."""
         if response.request.headers.get("Authorization") != token.authorization:
             # A redirect took the request to another origin and httpx dropped our
@@ -270,7 +275,7 @@ class TokenAuth(httpx.Auth):
             )
             return _After.DONE
         self._cache.invalidate(token)
-        if not replayable(request):
+        if not can_replay:
             logger.warning(
                 "%s %s got %s; the token will be renewed, but the request body is a "
                 "stream that cannot be sent twice, so the 401 is returned to the caller",

@@ -56,8 +56,12 @@ async def send_async(client: httpx.AsyncClient, request: TokenRequest) -> RawRes
             auth=None,
         ) as response:
             chunks = _Capped(response)
-            async for chunk in response.aiter_bytes():
-                chunks.add(chunk)
+            body = response.aiter_bytes()
+            try:
+                async for chunk in body:
+                    chunks.add(chunk)
+            finally:
+                await body.aclose()  # type: ignore[attr-defined]
     except httpx.HTTPError as exc:
         raise _transport_error(exc, request.url) from exc
     return chunks.raw()
@@ -92,11 +96,28 @@ class _Capped:
 def _transport_error(exc: httpx.HTTPError, url: str) -> TokenTransportError:
     where = redacted_url(url)
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-    detail = str(exc) or type(exc).__name__
     return TokenTransportError(
-        f"token request to {where} {kind}: {type(exc).__name__}: {detail[:300]}",
+        f"token request to {where} {kind}: {type(exc).__name__}: {_root_cause(exc)[:300]}",
         token_url=where,
     )
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The most specific message in the exception chain, e.g. the TLS verification error.
+
+    httpx's own message is sometimes empty (on trio, a failed TLS handshake is a
+    bare ConnectError whose cause carries ``CERTIFICATE_VERIFY_FAILED``).
+    """
+    detail = type(exc).__name__
+    current: BaseException | None = exc
+    for _ in range(8):
+        if current is None:
+            break
+        text = str(current).strip()
+        if text:
+            detail = text
+        current = current.__cause__ or current.__context__
+    return detail
 
 
 def replayable(request: httpx.Request) -> bool:

@@ -17,6 +17,7 @@ from ._auth import TokenAuth
 from ._challenge import BearerChallenge, bearer_challenge
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
 from ._errors import (
+    AssertionSigningError,
     ConfigurationError,
     InsecureTransportError,
     InvalidClientError,
@@ -34,17 +35,20 @@ from ._errors import (
     UnsupportedGrantTypeError,
     UnsupportedTokenTypeError,
 )
+from ._jwt import ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
 from ._providers import AsyncTokenProvider, ClientCredentials, TokenProvider
 from ._token import Token
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AssertionSigningError",
     "AsyncTokenProvider",
     "BearerChallenge",
     "ClientAuth",
     "ClientCredentials",
     "ClientSecretBasic",
+    "ClientSecretJWT",
     "ClientSecretPost",
     "ConfigurationError",
     "InsecureTransportError",
@@ -53,6 +57,8 @@ __all__ = [
     "InvalidRequestError",
     "InvalidScopeError",
     "InvalidTokenResponseError",
+    "JWTBearerGrant",
+    "PrivateKeyJWT",
     "ProviderError",
     "Token",
     "TokenAuth",

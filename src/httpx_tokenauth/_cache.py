@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from ._errors import ConfigurationError
-from ._token import Token
+from ._token import Token, is_finite
 
 __all__ = ["Need", "TokenCache"]
 
@@ -116,7 +116,7 @@ class TokenCache:
 
 
 def _seconds(name: str, value: float, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not is_finite(value):
         raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "more than zero"

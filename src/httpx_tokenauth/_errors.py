@@ -7,6 +7,7 @@ client secret, private key, access token, assertion or raw response body.
 from __future__ import annotations
 
 __all__ = [
+    "AssertionSigningError",
     "ConfigurationError",
     "InsecureTransportError",
     "InvalidClientError",
@@ -158,3 +159,14 @@ ERROR_CLASSES: dict[str, type[TokenEndpointError]] = {
     "unsupported_grant_type": UnsupportedGrantTypeError,
     "invalid_scope": InvalidScopeError,
 }
+
+
+class AssertionSigningError(TokenError):
+    """A JWT assertion could not be signed when a token request was built.
+
+    Keys, algorithms and claims are checked at construction, so this means
+    something changed or broke at run time: the clock returned a time that is
+    not a number, the ``jti`` generator returned something unusable, or the
+    signing library failed (its exception, if any, is the ``__cause__``). The
+    message never carries the key or the assertion.
+    """

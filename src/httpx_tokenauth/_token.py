@@ -45,6 +45,14 @@ _NUMERIC = re.compile(r"\s*\d{1,12}(\.\d{1,6})?\s*")
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def is_finite(value: float) -> bool:
+    """``math.isfinite``, but False (not OverflowError) for an int too large for a float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class Token:
     """An access token and what is known about it.
@@ -87,7 +95,7 @@ class Token:
             if value is not None and (
                 isinstance(value, bool)
                 or not isinstance(value, (int, float))
-                or not math.isfinite(value)
+                or not is_finite(value)
             ):
                 raise ConfigurationError(
                     f"Token.{name} must be a finite number of seconds or None, got {value!r}"
@@ -255,9 +263,11 @@ def _expires_in(value: object, status: int) -> float | None:
     if value is None:
         return None
     number: float | None = None
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if is_number or (isinstance(value, str) and _NUMERIC.fullmatch(value)):
-        number = float(value)  # type: ignore[arg-type]
+    if isinstance(value, int) and not isinstance(value, bool):
+        # JSON integers have no size limit: clamp before float() can overflow.
+        number = float(max(-1, min(value, MAX_EXPIRES_IN)))
+    elif isinstance(value, float) or (isinstance(value, str) and _NUMERIC.fullmatch(value)):
+        number = float(value)
     if number is None or not math.isfinite(number) or number <= 0:
         raise InvalidTokenResponseError(
             f"token response 'expires_in' must be a positive number of seconds, "

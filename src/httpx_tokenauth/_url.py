@@ -39,11 +39,11 @@ def check_token_url(url: str, *, allow_insecure_http: bool) -> str:
         host = parts.hostname
         parts.port  # noqa: B018  (validates the port)
     except ValueError as exc:
-        raise ConfigurationError(f"token_url {url!r} is not a valid URL: {exc}") from None
+        raise ConfigurationError(f"token_url is not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http") or not host:
         raise ConfigurationError(
-            f"token_url {url!r} must be an absolute https:// URL with a host, "
+            f"token_url {redacted_url(url)!r} must be an absolute https:// URL with a host, "
             "such as 'https://as.example/oauth2/token'"
         )
     if "#" in url:
@@ -68,6 +68,8 @@ def redacted_url(url: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "<invalid URL>"
+    if not parts.scheme and not parts.netloc:
+        return parts.path  # not an absolute URL (a message is about to say so)
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}{port}{parts.path}"

@@ -11,6 +11,7 @@ sleeps.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,13 +21,23 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
+from hypothesis import settings
 
-from httpx_tokenauth import ClientCredentials, TokenAuth
+from httpx_tokenauth import ClientCredentials, RetryPolicy, TokenAuth
 
 TOKEN_URL = "https://as.example/token"
 API_URL = "https://api.example/things"
 CLIENT_ID = "svc-client"
 CLIENT_SECRET = "s3cr3t-client-secret-value"
+# Fuzzing: thousands of examples in CI; HYPOTHESIS_PROFILE=deep for a long run.
+settings.register_profile("ci", max_examples=2000, deadline=None, database=None)
+settings.register_profile("deep", max_examples=50_000, deadline=None, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+#: Examples for one fuzz test (tests that pay for a client per example take a share).
+FUZZ_EXAMPLES: int = settings.default.max_examples
+
+#: The default policy's shape with millisecond backoff, so retrying tests stay fast.
+FAST_RETRY = RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.004)
 WAIT = 10.0  # seconds a gate waits before the test fails (a deadlock guard, not a timing)
 
 
@@ -115,6 +126,7 @@ class FakeAuthServer:
     expires_in: Any = 3600
     reply: Callable[[httpx.Request, int], httpx.Response] | None = None
     gate: Gate | None = None
+    gate_first_only: bool = False  # hold only the first token request at the gate
     requests: list[httpx.Request] = field(default_factory=list)
     forms: list[dict[str, list[str]]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -138,13 +150,13 @@ class FakeAuthServer:
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         n = self._record(request)
-        if self.gate is not None:
+        if self.gate is not None and (n == 1 or not self.gate_first_only):
             self.gate.wait()
         return self._answer(request, n)
 
     async def ahandler(self, request: httpx.Request) -> httpx.Response:
         n = self._record(request)
-        if self.gate is not None:
+        if self.gate is not None and (n == 1 or not self.gate_first_only):
             await self.gate.await_()
         return self._answer(request, n)
 
@@ -246,6 +258,7 @@ class Env:
     def make(self, provider: Any = None, *, event_hooks: Any = None, **kwargs: Any) -> TokenAuth:
         """Build the TokenAuth and the API client of this flavor."""
         kwargs.setdefault("clock", self.clock)
+        kwargs.setdefault("retry", FAST_RETRY)
         if provider is None:
             provider = self.provider()
             kwargs.setdefault(

@@ -668,6 +668,10 @@ def test_construction_errors_are_clear() -> None:
         TokenAuth(provider, default_lifetime=0)
     with pytest.raises(ConfigurationError, match="clock"):
         TokenAuth(provider, clock=42)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="retry"):
+        TokenAuth(provider, retry=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="cooldown"):
+        TokenAuth(provider, cooldown=-1)
 
 
 def test_repr_names_the_provider_without_secrets() -> None:

@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._jwt import ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
 from ._providers import AsyncTokenProvider, ClientCredentials, TokenProvider
+from ._retry import RetryPolicy
 from ._token import Token
 
 __version__ = "0.1.0"
@@ -60,6 +61,7 @@ __all__ = [
     "JWTBearerGrant",
     "PrivateKeyJWT",
     "ProviderError",
+    "RetryPolicy",
     "Token",
     "TokenAuth",
     "TokenEndpointError",

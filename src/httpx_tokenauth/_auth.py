@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
@@ -24,7 +25,9 @@ from ._cache import Need, TokenCache
 from ._challenge import decide_after_401
 from ._errors import ConfigurationError, InsecureTransportError, ProviderError, TokenError
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
-from ._token import Token
+from ._request import TokenRequest
+from ._retry import RetryPolicy, RetryState
+from ._token import RawResponse, Token
 from ._transport import DEFAULT_TIMEOUT, replayable, send_async, send_sync
 from ._url import is_loopback_host, redacted_url
 
@@ -33,6 +36,9 @@ __all__ = ["TokenAuth"]
 logger = logging.getLogger("httpx_tokenauth")
 
 Provider = Grant | TokenProvider | AsyncTokenProvider
+
+#: Three attempts, 0.5 s then 1 s (upper bounds, jittered), 30 s deadline.
+DEFAULT_RETRY = RetryPolicy()
 
 
 class _After(enum.Enum):
@@ -70,6 +76,8 @@ class TokenAuth(httpx.Auth):
         token_client: httpx.Client | None = None,
         async_token_client: httpx.AsyncClient | None = None,
         allow_insecure_http: bool = False,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
+        cooldown: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not (
@@ -93,8 +101,15 @@ class TokenAuth(httpx.Auth):
             )
         if not callable(clock):
             raise ConfigurationError("clock must be a callable returning seconds, like time.time")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry must be a RetryPolicy(...) or None, got {type(retry).__name__}"
+            )
         self._provider = provider
-        self._cache = TokenCache(leeway=leeway, default_lifetime=default_lifetime)
+        self._retry = retry or RetryPolicy.off()
+        self._cache = TokenCache(
+            leeway=leeway, default_lifetime=default_lifetime, cooldown=cooldown
+        )
         self._leeway = leeway
         self._token_client = token_client
         self._async_token_client = async_token_client
@@ -109,8 +124,10 @@ class TokenAuth(httpx.Auth):
         self._ssl_context: Any = None
         if isinstance(provider, Grant):
             self._source = redacted_url(provider.token_url)
+            self._host: str | None = urlsplit(provider.token_url).hostname
         else:
             self._source = type(provider).__name__
+            self._host = None
 
     # -- the two drivers -------------------------------------------------------------
 
@@ -157,30 +174,29 @@ class TokenAuth(httpx.Auth):
     # -- acquiring a token: one fetch for many callers -------------------------------
 
     def _sync_acquire(self) -> Token:
-        need, current = self._cache.need(self._clock())
-        if need is Need.NONE and current is not None:
-            return current
+        need, current, error = self._cache.need(self._clock())
+        if (token := _settled(need, current, error)) is not None:
+            return token
         if need is Need.OPTIONAL and current is not None:
             if not self._lock.acquire(blocking=False):
                 return current  # someone is renewing; the old token is still valid
         else:
             self._lock.acquire()
         try:
-            need, current = self._cache.need(self._clock())
-            if need is Need.NONE and current is not None:
-                return current  # renewed while we waited
+            if (token := _settled(*self._cache.need(self._clock()))) is not None:
+                return token  # renewed (or failed) while we waited
             try:
                 token = self._sync_fetch()
             except TokenError as exc:
-                return self._renewal_failed(exc, current)
+                return self._fetch_failed(exc)
             return self._cache.store(token, self._clock())
         finally:
             self._lock.release()
 
     async def _async_acquire(self) -> Token:
-        need, current = self._cache.need(self._clock())
-        if need is Need.NONE and current is not None:
-            return current
+        need, current, error = self._cache.need(self._clock())
+        if (token := _settled(need, current, error)) is not None:
+            return token
         lock = self._async_lock()
         if need is Need.OPTIONAL and current is not None:
             try:
@@ -190,24 +206,31 @@ class TokenAuth(httpx.Auth):
         else:
             await lock.acquire()
         try:
-            need, current = self._cache.need(self._clock())
-            if need is Need.NONE and current is not None:
-                return current  # renewed while we waited
+            if (token := _settled(*self._cache.need(self._clock()))) is not None:
+                return token  # renewed (or failed) while we waited
             try:
                 token = await self._async_fetch()
             except TokenError as exc:
-                return self._renewal_failed(exc, current)
+                return self._fetch_failed(exc)
             return self._cache.store(token, self._clock())
         finally:
             lock.release()
 
-    # -- fetching a token -------------------------------------------------------------
+    # -- fetching a token: bounded retries at the token endpoint ------------------------
 
     def _sync_fetch(self) -> Token:
         provider = self._provider
         if isinstance(provider, Grant):
-            raw = send_sync(self._sync_client(), provider.token_request(self._clock()))
-            token = provider.parse_response(raw, received_at=self._clock())
+            retry = self._retry.start(self._clock())
+            while True:
+                try:
+                    raw = send_sync(self._sync_client(), provider.token_request(self._clock()))
+                    token = provider.parse_response(raw, received_at=self._clock())
+                    break
+                except TokenError as exc:
+                    if (delay := self._retry_delay(retry, exc)) is None:
+                        raise
+                time.sleep(delay)
         elif isinstance(provider, TokenProvider):
             token = self._call_provider(provider.fetch_token)
         else:
@@ -220,20 +243,28 @@ class TokenAuth(httpx.Auth):
     async def _async_fetch(self) -> Token:
         provider = self._provider
         if isinstance(provider, Grant):
-            client = self._async_token_client
-            request = provider.token_request(self._clock())
-            if client is not None:
-                raw = await send_async(client, request)
-            else:
-                async with await self._own_async_client() as own:
-                    raw = await send_async(own, request)
-            token = provider.parse_response(raw, received_at=self._clock())
+            retry = self._retry.start(self._clock())
+            while True:
+                try:
+                    raw = await self._async_send(provider.token_request(self._clock()))
+                    token = provider.parse_response(raw, received_at=self._clock())
+                    break
+                except TokenError as exc:
+                    if (delay := self._retry_delay(retry, exc)) is None:
+                        raise
+                await anyio.sleep(delay)
         elif isinstance(provider, AsyncTokenProvider):
             token = await self._acall_provider(provider.afetch_token)
         else:
             # A sync-only provider runs in a worker thread: the event loop never blocks.
             token = await anyio.to_thread.run_sync(self._call_provider, provider.fetch_token)
         return self._fetched(token)
+
+    async def _async_send(self, request: TokenRequest) -> RawResponse:
+        if self._async_token_client is not None:
+            return await send_async(self._async_token_client, request)
+        async with await self._own_async_client() as own:
+            return await send_async(own, request)
 
     # -- what both drivers share ----------------------------------------------------------
 
@@ -294,11 +325,14 @@ class TokenAuth(httpx.Auth):
         )
         return _After.REPLAY
 
-    def _renewal_failed(self, exc: TokenError, current: Token | None) -> Token:
+    def _fetch_failed(self, exc: TokenError) -> Token:
+        """Keep a still-valid token through a failed renewal; otherwise raise (and cool down)."""
+        if isinstance(exc, ConfigurationError):
+            raise exc  # a usage error, not the server's: nothing to cool down from
         now = self._clock()
-        if current is None or (current.expires_at is not None and now >= current.expires_at):
+        kept = self._cache.fetch_failed(exc, now)
+        if kept is None:
             raise exc
-        self._cache.renewal_failed(now)
         logger.warning(
             "early token renewal from %s failed (%s); the current token is still valid and "
             "stays in use",
@@ -307,11 +341,34 @@ class TokenAuth(httpx.Auth):
             extra={
                 "event": "renewal_failed",
                 "token_endpoint": self._source,
+                "host": self._host,
                 "outcome": type(exc).__name__,
-                "expires_in": current.expires_in(now),
+                "expires_in": kept.expires_in(now),
             },
         )
-        return current
+        return kept
+
+    def _retry_delay(self, retry: RetryState, exc: TokenError) -> float | None:
+        """How long to wait before the next token request, or None to give up."""
+        attempt = retry.attempt
+        delay = retry.delay(exc, self._clock())
+        if delay is not None:
+            logger.info(
+                "token request %d to %s failed (%s); retrying in %.2f s",
+                attempt,
+                self._source,
+                type(exc).__name__,
+                delay,
+                extra={
+                    "event": "token_request_retry",
+                    "token_endpoint": self._source,
+                    "host": self._host,
+                    "attempt": attempt,
+                    "outcome": type(exc).__name__,
+                    "delay": delay,
+                },
+            )
+        return delay
 
     def _fetched(self, token: Token) -> Token:
         expires_in = token.expires_in(self._clock())
@@ -322,6 +379,7 @@ class TokenAuth(httpx.Auth):
             extra={
                 "event": "token_fetched",
                 "token_endpoint": self._source,
+                "host": self._host,
                 "expires_in": expires_in,
                 "scope": " ".join(token.scope) if token.scope else None,
             },
@@ -390,6 +448,15 @@ class TokenAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"TokenAuth({self._provider!r}, leeway={self._leeway!r})"
+
+
+def _settled(need: Need, current: Token | None, error: TokenError | None) -> Token | None:
+    """The token to use now, or raise the remembered error; None if a fetch is needed."""
+    if need is Need.NONE:
+        return current
+    if need is Need.FAILED and error is not None:
+        raise error
+    return None
 
 
 def _provider_failed(exc: Exception, source: str) -> NoReturn:

@@ -11,7 +11,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, TokenError
 from ._token import Token, is_finite
 
 __all__ = ["Need", "TokenCache"]
@@ -29,6 +29,7 @@ class Need(enum.Enum):
     NONE = "none"  # the cached token is fresh: use it
     OPTIONAL = "optional"  # early-renewal window: renew if nobody is, else use the old one
     REQUIRED = "required"  # no token, or expired: wait for a renewal
+    FAILED = "failed"  # no usable token and a fetch just failed: raise its error (cool-down)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +49,20 @@ class TokenCache:
     ``expires_in``; None (the default) means use the token until a 401.
     """
 
-    __slots__ = ("_default_lifetime", "_entry", "_leeway")
+    __slots__ = ("_cooldown", "_default_lifetime", "_entry", "_failure", "_leeway")
 
-    def __init__(self, *, leeway: float, default_lifetime: float | None) -> None:
+    def __init__(
+        self, *, leeway: float, default_lifetime: float | None, cooldown: float = 5.0
+    ) -> None:
         self._leeway = _seconds("leeway", leeway, allow_zero=True)
         self._default_lifetime = (
             None
             if default_lifetime is None
             else _seconds("default_lifetime", default_lifetime, allow_zero=False)
         )
+        self._cooldown = _seconds("cooldown", cooldown, allow_zero=True)
         self._entry: _Entry | None = None
+        self._failure: tuple[TokenError, float] | None = None  # (error, until)
 
     @property
     def token(self) -> Token | None:
@@ -71,17 +76,26 @@ class TokenCache:
             return entry.token
         return None
 
-    def need(self, now: float) -> tuple[Need, Token | None]:
-        """Whether a new token is needed at ``now``, and the token usable meanwhile."""
+    def need(self, now: float) -> tuple[Need, Token | None, TokenError | None]:
+        """Whether a new token is needed at ``now``, the token usable meanwhile, or the error.
+
+        FAILED comes with the error of a fetch that failed less than
+        ``cooldown`` seconds ago while no valid token was at hand: every caller
+        in that window gets that error without another request.
+        """
         entry = self._entry
         if entry is None or now >= entry.expires_at:
-            return Need.REQUIRED, None
+            failure = self._failure
+            if failure is not None and now < failure[1]:
+                return Need.FAILED, None, failure[0]
+            return Need.REQUIRED, None, None
         if now < entry.refresh_at or now < entry.retry_at:
-            return Need.NONE, entry.token
-        return Need.OPTIONAL, entry.token
+            return Need.NONE, entry.token, None
+        return Need.OPTIONAL, entry.token, None
 
     def store(self, token: Token, now: float) -> Token:
         """Cache a newly obtained token and compute its renewal window."""
+        self._failure = None
         start = token.received_at if token.received_at is not None else now
         expires_at = token.expires_at
         if expires_at is None and self._default_lifetime is not None:
@@ -106,13 +120,21 @@ class TokenCache:
             return True
         return False
 
-    def renewal_failed(self, now: float) -> None:
-        """An early renewal failed: keep the token, try again a little later."""
+    def fetch_failed(self, error: TokenError, now: float) -> Token | None:
+        """A fetch failed at ``now``. Returns the token to keep using, or None.
+
+        With a still-valid token: keep it, and try renewing again a little
+        later (a tenth of the remaining lifetime, MIN_RETRY to MAX_RETRY s).
+        Without one: remember the error for ``cooldown`` seconds (see need).
+        """
         entry = self._entry
-        if entry is None:
-            return
-        delay = min(MAX_RETRY, max(MIN_RETRY, (entry.expires_at - now) * RETRY_SHARE))
-        self._entry = _Entry(entry.token, entry.refresh_at, entry.expires_at, now + delay)
+        if entry is not None and now < entry.expires_at:
+            delay = min(MAX_RETRY, max(MIN_RETRY, (entry.expires_at - now) * RETRY_SHARE))
+            self._entry = _Entry(entry.token, entry.refresh_at, entry.expires_at, now + delay)
+            return entry.token
+        if self._cooldown > 0:
+            self._failure = (error, now + self._cooldown)
+        return None
 
 
 def _seconds(name: str, value: float, *, allow_zero: bool) -> float:

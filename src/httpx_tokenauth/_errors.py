@@ -65,8 +65,11 @@ class TokenTransportError(TokenError):
 class TokenResponseError(TokenError):
     """The token endpoint answered, but not with a usable token.
 
-    ``status_code`` is the HTTP status of that answer.
+    ``status_code`` is the HTTP status of that answer. ``retry_after`` is the
+    wait in seconds its ``Retry-After`` header asked for, or None.
     """
+
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, status_code: int) -> None:
         super().__init__(message)

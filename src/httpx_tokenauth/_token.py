@@ -21,9 +21,11 @@ from ._errors import (
     InvalidTokenResponseError,
     TokenEndpointError,
     TokenError,
+    TokenResponseError,
     UnexpectedTokenResponseError,
     UnsupportedTokenTypeError,
 )
+from ._retry import parse_retry_after
 
 __all__ = [
     "MAX_EXPIRES_IN",
@@ -135,7 +137,20 @@ def parse_token_response(
     received_at: float,
     requested_scope: tuple[str, ...] | None = None,
 ) -> Token:
-    """Turn a token endpoint answer into a Token, or raise a TokenError subclass."""
+    """Turn a token endpoint answer into a Token, or raise a TokenError subclass.
+
+    An error carries the response's ``Retry-After`` as ``retry_after`` seconds.
+    """
+    try:
+        return _parse(response, received_at, requested_scope)
+    except TokenResponseError as exc:
+        exc.retry_after = parse_retry_after(response.headers.get("retry-after"), received_at)
+        raise
+
+
+def _parse(
+    response: RawResponse, received_at: float, requested_scope: tuple[str, ...] | None
+) -> Token:
     status = response.status_code
     content_type = response.headers.get("content-type")
     data = _json_object(response, content_type)

@@ -1,0 +1,140 @@
+"""When to try the token endpoint again. No I/O, no clock reads, no sleeping.
+
+The drivers ask ``RetryState.delay(error, now)`` after each failed attempt and
+sleep for what it returns, or give up when it returns None.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ._errors import (
+    ConfigurationError,
+    TokenEndpointError,
+    TokenError,
+    TokenResponseError,
+    TokenTransportError,
+    UnexpectedTokenResponseError,
+)
+
+__all__ = ["RETRYABLE_STATUS", "RetryPolicy", "RetryState", "parse_retry_after"]
+
+#: Statuses that say "try again later" rather than "this request is wrong".
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+#: OAuth error codes that mean "later", unlike the RFC 6749 §5.2 ones.
+RETRYABLE_CODES = frozenset({"temporarily_unavailable", "slow_down"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How TokenAuth retries a token request that failed for a passing reason.
+
+    Retried: transport errors (connection refused, TLS handshake cut, timeouts)
+    and HTTP 408, 429, 500, 502, 503, 504 without an RFC 6749 §5.2 error code.
+    Never retried: ``invalid_client``, ``invalid_grant`` and every other OAuth
+    error code, malformed token responses, redirects, oversized bodies.
+
+    ``attempts``: total tries for one acquisition, the first included (1 turns
+    retrying off). ``backoff``: the first delay's upper bound in seconds; each
+    retry doubles it, up to ``max_backoff``; the actual delay is drawn
+    uniformly below that bound ("full jitter"). ``retry_after_cap``: the most a
+    ``Retry-After`` header may make us wait. ``deadline``: the whole
+    acquisition, sleeps included, gives up rather than pass this many seconds.
+    ``random``: returns a float in [0, 1); injectable for tests.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    retry_after_cap: float = 30.0
+    deadline: float = 30.0
+    random: Callable[[], float] = field(default=random.random, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ConfigurationError(f"attempts must be a whole number, got {self.attempts!r}")
+        if self.attempts < 1:
+            raise ConfigurationError(
+                f"attempts must be 1 or more (1 means no retries), got {self.attempts}"
+            )
+        for name in ("backoff", "max_backoff", "retry_after_cap", "deadline"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ConfigurationError(
+                    f"{name} must be a finite number of seconds, zero or more, got {value!r}"
+                )
+        if not callable(self.random):
+            raise ConfigurationError("random must be a callable returning a float in [0, 1)")
+
+    @classmethod
+    def off(cls) -> RetryPolicy:
+        """One attempt, no retries."""
+        return cls(attempts=1)
+
+    def start(self, now: float) -> RetryState:
+        """A fresh count of attempts for one acquisition starting at ``now``."""
+        return RetryState(self, started=now)
+
+
+def retryable(error: TokenError) -> bool:
+    """Whether an attempt that failed with ``error`` is worth repeating."""
+    if isinstance(error, TokenTransportError):
+        return True
+    if isinstance(error, TokenEndpointError):
+        return error.error in RETRYABLE_CODES and error.status_code in RETRYABLE_STATUS
+    if isinstance(error, UnexpectedTokenResponseError):
+        return error.status_code in RETRYABLE_STATUS
+    return False
+
+
+@dataclass(slots=True)
+class RetryState:
+    """Attempts made so far for one acquisition."""
+
+    policy: RetryPolicy
+    started: float
+    attempt: int = 1
+
+    def delay(self, error: TokenError, now: float) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up with ``error``."""
+        policy = self.policy
+        if self.attempt >= policy.attempts or not retryable(error):
+            return None
+        bound = min(policy.max_backoff, policy.backoff * 2.0 ** (self.attempt - 1))
+        delay = bound * policy.random()
+        retry_after = error.retry_after if isinstance(error, TokenResponseError) else None
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, policy.retry_after_cap))
+        if now + delay - self.started > policy.deadline:
+            return None
+        self.attempt += 1
+        return delay
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """RFC 9110 §10.2.3: delay-seconds or an HTTP-date, in seconds from ``now``.
+
+    None when absent or unusable.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value[:12]), 10**9))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)

@@ -123,3 +123,9 @@ def test_bad_policies_are_refused_at_construction(kwargs: dict[str, object]) -> 
     """Every RetryPolicy argument is checked when the policy is made."""
     with pytest.raises(ConfigurationError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("header", ["¹", "٣", "\uff11\uff12"])
+def test_parse_retry_after_ignores_non_ascii_digits(header: str) -> None:
+    """Only ASCII digits are delay-seconds (found by fuzzing: '¹'.isdigit() is True)."""
+    assert parse_retry_after(header, NOW) is None

@@ -227,6 +227,8 @@ def test_r6_numeric_expires_in_accepted(expires_in: object, seconds: float) -> N
         "1e3",
         "0x10",
         "3600s",
+        "٣٦٠٠",  # Arabic-Indic digits: only ASCII digits are numeric here
+        "\uff13\uff16\uff10\uff10",  # fullwidth digits
         "1" * 13,
         "NaN",
         "nan",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ __all__ = ["RETRYABLE_STATUS", "RetryPolicy", "RetryState", "parse_retry_after"]
 
 #: Statuses that say "try again later" rather than "this request is wrong".
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() admits '¹' and '٣'
 
 #: OAuth error codes that mean "later", unlike the RFC 6749 §5.2 ones.
 RETRYABLE_CODES = frozenset({"temporarily_unavailable", "slow_down"})
@@ -129,7 +132,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DIGITS.fullmatch(value):
         return float(min(int(value[:12]), 10**9))
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -43,7 +43,7 @@ MAX_RESPONSE_BYTES = 1 << 20
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
-_NUMERIC = re.compile(r"\s*\d{1,12}(\.\d{1,6})?\s*")
+_NUMERIC = re.compile(r"[ \t]*[0-9]{1,12}(\.[0-9]{1,6})?[ \t]*")  # ASCII digits only
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 

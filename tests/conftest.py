@@ -2,7 +2,10 @@
 
 Every TokenAuth test runs as one async test body against three flavors:
 ``sync`` (httpx.Client, each call in a worker thread so threads really run
-concurrently), ``asyncio`` and ``trio`` (httpx.AsyncClient). The fake servers
+concurrently), ``asyncio`` and ``trio`` (httpx.AsyncClient), and against two
+HTTP libraries: httpx and httpx2 (``lib``). Test handlers are written with
+httpx types; for httpx2 the harness translates their responses and errors at
+the transport boundary, so one test body serves both. The fake servers
 are httpx.MockTransport handlers; concurrency is made real with gates that
 hold a handler until the expected number of callers has arrived, never with
 sleeps.
@@ -10,8 +13,12 @@ sleeps.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
 import json
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -232,8 +239,11 @@ class FakeAPI:
 class Env:
     """One flavor's client, fake servers and TokenAuth, behind one async interface."""
 
-    def __init__(self, flavor: str) -> None:
+    def __init__(self, flavor: str, lib: str = "httpx") -> None:
         self.flavor = flavor
+        self.lib = lib
+        self.http: Any = importlib.import_module(lib)
+        self.auth_cls: Any = TokenAuth if lib == "httpx" else _httpx2_token_auth()
         self.clock = Clock()
         self.auth_server = FakeAuthServer(flavor)
         self.api = FakeAPI(flavor)
@@ -255,6 +265,54 @@ class Env:
         kwargs.setdefault("client_secret", CLIENT_SECRET)
         return ClientCredentials(TOKEN_URL, **kwargs)
 
+    def transport(self, handler: Callable[[Any], Any]) -> Any:
+        """A MockTransport of this lib around a handler written with httpx types."""
+        if self.lib == "httpx":
+            return httpx.MockTransport(handler)
+        http = self.http
+
+        def translate(response: httpx.Response) -> Any:
+            if not isinstance(response, httpx.Response):
+                return response
+            if hasattr(response, "_content"):
+                return http.Response(
+                    response.status_code, headers=response.headers.raw, content=response.content
+                )
+            inner = response.stream
+
+            class Stream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[misc,name-defined]
+                def __iter__(self) -> Iterator[bytes]:
+                    yield from inner  # type: ignore[misc]
+
+                async def __aiter__(self) -> AsyncIterator[bytes]:
+                    async for chunk in inner:  # type: ignore[union-attr]
+                        yield chunk
+
+            return http.Response(
+                response.status_code, headers=response.headers.raw, stream=Stream()
+            )
+
+        def error(exc: httpx.HTTPError, request: Any) -> Exception:
+            return getattr(http, type(exc).__name__)(str(exc), request=request)
+
+        if inspect.iscoroutinefunction(handler):
+
+            async def ahandle(request: Any) -> Any:
+                try:
+                    return translate(await handler(request))
+                except httpx.HTTPError as exc:
+                    raise error(exc, request) from exc
+
+            return http.MockTransport(ahandle)
+
+        def handle(request: Any) -> Any:
+            try:
+                return translate(handler(request))
+            except httpx.HTTPError as exc:
+                raise error(exc, request) from exc
+
+        return http.MockTransport(handle)
+
     def make(self, provider: Any = None, *, event_hooks: Any = None, **kwargs: Any) -> TokenAuth:
         """Build the TokenAuth and the API client of this flavor."""
         kwargs.setdefault("clock", self.clock)
@@ -263,24 +321,24 @@ class Env:
             provider = self.provider()
             kwargs.setdefault(
                 "token_client",
-                httpx.Client(transport=httpx.MockTransport(self.auth_server.handler)),
+                self.http.Client(transport=self.transport(self.auth_server.handler)),
             )
             kwargs.setdefault(
                 "async_token_client",
-                httpx.AsyncClient(transport=httpx.MockTransport(self.auth_server.ahandler)),
+                self.http.AsyncClient(transport=self.transport(self.auth_server.ahandler)),
             )
-        self.auth = TokenAuth(provider, **kwargs)
+        self.auth = self.auth_cls(provider, **kwargs)
         hooks = event_hooks or {}
         if self.is_sync:
-            self._client = httpx.Client(
+            self._client = self.http.Client(
                 auth=self.auth,
-                transport=httpx.MockTransport(self.api.handler),
+                transport=self.transport(self.api.handler),
                 event_hooks=hooks,
             )
         else:
-            self._aclient = httpx.AsyncClient(
+            self._aclient = self.http.AsyncClient(
                 auth=self.auth,
-                transport=httpx.MockTransport(self.api.ahandler),
+                transport=self.transport(self.api.ahandler),
                 event_hooks=hooks,
             )
         return self.auth
@@ -338,14 +396,33 @@ def flavor(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+# httpx2 needs Python 3.11+; where it cannot be installed the suite runs on httpx
+# alone. CI installs it, and there its absence is an error, not a quiet skip.
+LIBS = ["httpx"] + (["httpx2"] if importlib.util.find_spec("httpx2") else [])
+if os.environ.get("CI") and "httpx2" not in LIBS and sys.version_info >= (3, 11):
+    raise RuntimeError("CI must test httpx2: install the project with its test extra")
+
+
+@pytest.fixture(params=LIBS)
+def lib(request: pytest.FixtureRequest) -> str:
+    """The HTTP library under test: httpx, or httpx2 through httpx_tokenauth.httpx2."""
+    return str(request.param)
+
+
+def _httpx2_token_auth() -> Any:
+    from httpx_tokenauth.httpx2 import TokenAuth as Httpx2TokenAuth
+
+    return Httpx2TokenAuth
+
+
 @pytest.fixture
 def anyio_backend(flavor: str) -> str:
     return "trio" if flavor == "trio" else "asyncio"
 
 
 @pytest.fixture
-async def env(flavor: str) -> AsyncIterator[Env]:
-    e = Env(flavor)
+async def env(flavor: str, lib: str) -> AsyncIterator[Env]:
+    e = Env(flavor, lib)
     try:
         yield e
     finally:

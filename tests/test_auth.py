@@ -62,7 +62,7 @@ async def test_token_exchange_stays_out_of_history_and_event_hooks(env: Env) -> 
     seen: list[str] = []
 
     def hook(obj: httpx.Request | httpx.Response) -> None:
-        seen.append(str(obj.url if isinstance(obj, httpx.Request) else obj.request.url))
+        seen.append(str(obj.url if isinstance(obj, env.http.Request) else obj.request.url))
 
     async def ahook(obj: httpx.Request | httpx.Response) -> None:
         hook(obj)
@@ -486,7 +486,7 @@ async def test_transport_failure_is_a_typed_error_with_cause(env: Env) -> None:
     env.make()
     with pytest.raises(TokenTransportError, match=r"as\.example/token") as info:
         await env.request()
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert isinstance(info.value.__cause__, env.http.ConnectError)
     assert info.value.token_url == TOKEN_URL
 
 

@@ -8,14 +8,15 @@ token endpoint's redirects, and verifies certificates.
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
 from httpx_tokenauth import (
@@ -120,12 +121,31 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def api(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json={"auth": request.headers["authorization"]})
+class Lib:
+    """httpx or httpx2, with the matching TokenAuth and a mock API transport."""
+
+    def __init__(self, name: str) -> None:
+        self.http: Any = importlib.import_module(name)
+        if name == "httpx":
+            self.auth_cls: Any = TokenAuth
+        else:
+            from httpx_tokenauth.httpx2 import TokenAuth as Httpx2TokenAuth
+
+            self.auth_cls = Httpx2TokenAuth
+
+    def api(self) -> Any:
+        http = self.http
+        return http.MockTransport(
+            lambda request: http.Response(200, json={"auth": request.headers["authorization"]})
+        )
+
+    def auth_for(self, url: str) -> Any:
+        return self.auth_cls(ClientCredentials(url, client_id="svc", client_secret="secret"))
 
 
-def auth_for(url: str) -> TokenAuth:
-    return TokenAuth(ClientCredentials(url, client_id="svc", client_secret="secret"))
+@pytest.fixture
+def http(lib: str) -> Lib:
+    return Lib(lib)
 
 
 def base(server: LoopbackServer, scheme: str = "http") -> str:
@@ -133,10 +153,10 @@ def base(server: LoopbackServer, scheme: str = "http") -> str:
     return f"{scheme}://{host}:{port}"
 
 
-def test_own_client_fetches_over_a_real_socket_sync(server: LoopbackServer) -> None:
-    """Without token_client, TokenAuth's own httpx.Client reaches the token endpoint."""
-    auth = auth_for(base(server) + "/token")
-    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+def test_own_client_fetches_over_a_real_socket_sync(server: LoopbackServer, http: Lib) -> None:
+    """Without token_client, TokenAuth's own (httpx or httpx2) Client reaches the endpoint."""
+    auth = http.auth_for(base(server) + "/token")
+    with http.http.Client(auth=auth, transport=http.api()) as client:
         assert client.get("https://api.example/").json() == {"auth": "Bearer real-socket-token"}
     auth.close()
     assert server.paths == ["/token"]
@@ -145,21 +165,21 @@ def test_own_client_fetches_over_a_real_socket_sync(server: LoopbackServer) -> N
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_own_client_fetches_over_a_real_socket_async(
-    server: LoopbackServer, anyio_backend: str
+    server: LoopbackServer, anyio_backend: str, http: Lib
 ) -> None:
-    """Without async_token_client, TokenAuth's own httpx.AsyncClient reaches the endpoint."""
-    auth = auth_for(base(server) + "/token")
-    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+    """Without async_token_client, TokenAuth's own AsyncClient reaches the endpoint."""
+    auth = http.auth_for(base(server) + "/token")
+    async with http.http.AsyncClient(auth=auth, transport=http.api()) as client:
         response = await client.get("https://api.example/")
     assert response.json() == {"auth": "Bearer real-socket-token"}
     assert server.paths == ["/token"]
 
 
-def test_t6_own_client_does_not_follow_redirects_sync(server: LoopbackServer) -> None:
+def test_t6_own_client_does_not_follow_redirects_sync(server: LoopbackServer, http: Lib) -> None:
     """T6: a 307 from the token endpoint is an error, and /token is never requested."""
-    auth = auth_for(base(server) + "/moved")
+    auth = http.auth_for(base(server) + "/moved")
     with (
-        httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client,
+        http.http.Client(auth=auth, transport=http.api()) as client,
         pytest.raises(UnexpectedTokenResponseError) as info,
     ):
         client.get("https://api.example/")
@@ -171,65 +191,65 @@ def test_t6_own_client_does_not_follow_redirects_sync(server: LoopbackServer) ->
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_t6_own_client_does_not_follow_redirects_async(
-    server: LoopbackServer, anyio_backend: str
+    server: LoopbackServer, anyio_backend: str, http: Lib
 ) -> None:
     """T6: the async own client does not follow the token endpoint's redirect either."""
-    auth = auth_for(base(server) + "/moved")
-    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+    auth = http.auth_for(base(server) + "/moved")
+    async with http.http.AsyncClient(auth=auth, transport=http.api()) as client:
         with pytest.raises(UnexpectedTokenResponseError) as info:
             await client.get("https://api.example/")
     assert info.value.status_code == 307
     assert server.paths == ["/moved"]
 
 
-def test_t2_own_client_verifies_certificates_sync(tls_server: LoopbackServer) -> None:
+def test_t2_own_client_verifies_certificates_sync(tls_server: LoopbackServer, http: Lib) -> None:
     """T2: an untrusted certificate fails with a TokenTransportError naming the problem."""
-    auth = auth_for(base(tls_server, "https") + "/token")
+    auth = http.auth_for(base(tls_server, "https") + "/token")
     with (
-        httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client,
+        http.http.Client(auth=auth, transport=http.api()) as client,
         pytest.raises(TokenTransportError, match="CERTIFICATE_VERIFY_FAILED") as info,
     ):
         client.get("https://api.example/")
     auth.close()
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert isinstance(info.value.__cause__, http.http.ConnectError)
     assert tls_server.paths == []
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_t2_own_client_verifies_certificates_async(
-    tls_server: LoopbackServer, anyio_backend: str
+    tls_server: LoopbackServer, anyio_backend: str, http: Lib
 ) -> None:
     """T2: the async own client verifies certificates too."""
-    auth = auth_for(base(tls_server, "https") + "/token")
-    async with httpx.AsyncClient(auth=auth, transport=httpx.MockTransport(api)) as client:
+    auth = http.auth_for(base(tls_server, "https") + "/token")
+    async with http.http.AsyncClient(auth=auth, transport=http.api()) as client:
         with pytest.raises(TokenTransportError, match="CERTIFICATE_VERIFY_FAILED"):
             await client.get("https://api.example/")
     assert tls_server.paths == []
 
 
 def test_trusting_the_ca_through_token_client_works(
-    tls_server: LoopbackServer, tmp_path: Path
+    tls_server: LoopbackServer, tmp_path: Path, http: Lib
 ) -> None:
     """A token_client told to trust the certificate gets the token over TLS."""
     cert = tmp_path / "cert.pem"
-    token_client = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)))
-    auth = TokenAuth(
+    token_client = http.http.Client(verify=ssl.create_default_context(cafile=str(cert)))
+    auth = http.auth_cls(
         ClientCredentials(base(tls_server, "https") + "/token", client_id="a", client_secret="b"),
         token_client=token_client,
     )
-    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+    with http.http.Client(auth=auth, transport=http.api()) as client:
         assert client.get("https://api.example/").json() == {"auth": "Bearer real-socket-token"}
     token_client.close()
     assert tls_server.paths == ["/token"]
 
 
-def test_own_client_timeout_is_finite(server: LoopbackServer) -> None:
+def test_own_client_timeout_is_finite(server: LoopbackServer, http: Lib) -> None:
     """The own client's timeouts are finite (10 s a phase) and redirects are off."""
-    auth = auth_for(base(server) + "/token")
-    with httpx.Client(auth=auth, transport=httpx.MockTransport(api)) as client:
+    auth = http.auth_for(base(server) + "/token")
+    with http.http.Client(auth=auth, transport=http.api()) as client:
         client.get("https://api.example/")
     own = auth._sync_client()  # read-only look at the client TokenAuth made
-    assert own.timeout == httpx.Timeout(10.0)
+    assert own.timeout == http.http.Timeout(10.0)
     assert own.follow_redirects is False
     auth.close()

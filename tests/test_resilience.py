@@ -358,16 +358,16 @@ async def test_real_socket_faults(
 ) -> None:
     """A refused connection and a server that never answers are TokenTransportErrors."""
     url = closed_port_url if which == "refused" else silent_server
-    timeout = httpx.Timeout(0.3)
+    timeout = env.http.Timeout(0.3)
     env.make(
         ClientCredentials(url, client_id="c", client_secret=CLIENT_SECRET),
-        token_client=httpx.Client(timeout=timeout),
-        async_token_client=httpx.AsyncClient(timeout=timeout),
+        token_client=env.http.Client(timeout=timeout),
+        async_token_client=env.http.AsyncClient(timeout=timeout),
         retry=RetryPolicy.off(),
     )
     with pytest.raises(TokenTransportError) as info:
         await env.request()
-    assert isinstance(info.value.__cause__, httpx.TransportError)
+    assert isinstance(info.value.__cause__, env.http.TransportError)
     if which == "never-answers":
         assert "timed out" in str(info.value)
     assert env.api.requests == []

@@ -4,6 +4,10 @@ The drivers own the locks and the token endpoint I/O; every decision (is the
 token fresh, does a 401 call for a new token, what the token response means)
 is the core's. ``sync_auth_flow`` and ``async_auth_flow`` are mirror images,
 as are ``_sync_acquire``/``_async_acquire`` and ``_sync_fetch``/``_async_fetch``.
+
+The drivers live in TokenAuthBase and speak to the HTTP library through an
+HTTPLib record; ``TokenAuth`` here binds them to httpx, and
+``httpx_tokenauth.httpx2.TokenAuth`` binds the same code to httpx2.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import anyio
@@ -28,10 +32,10 @@ from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy, RetryState
 from ._token import RawResponse, Token
-from ._transport import DEFAULT_TIMEOUT, replayable, send_async, send_sync
+from ._transport import HTTPX, HTTPLib, replayable, send_async, send_sync
 from ._url import is_loopback_host, redacted_url
 
-__all__ = ["TokenAuth"]
+__all__ = ["TokenAuth", "TokenAuthBase"]
 
 logger = logging.getLogger("httpx_tokenauth")
 
@@ -47,25 +51,10 @@ class _After(enum.Enum):
     REPLAY = "replay"  # renew the token and send the request once more
 
 
-class TokenAuth(httpx.Auth):
-    """Bearer tokens for ``httpx.Client`` and ``httpx.AsyncClient``, fetched and renewed for you.
+class TokenAuthBase:
+    """The drivers, for whichever HTTP library ``_lib`` names. See TokenAuth."""
 
-    ``provider`` is a grant (ClientCredentials, JWTBearerGrant) or your own
-    TokenProvider / AsyncTokenProvider. The first request fetches a token;
-    later ones reuse it until ``leeway`` seconds before it expires (clamped to
-    half its lifetime); a 401 that says the token is bad renews it and replays
-    the request once.
-
-    Token requests go over ``token_client`` / ``async_token_client`` when
-    given (for proxies, mTLS, custom CAs, tests), otherwise over a client of
-    TokenAuth's own with certificate verification on, a 10-second timeout and
-    no redirects. They never go through the client TokenAuth is attached to,
-    so token responses never show up in its history or event hooks.
-
-    Bearer tokens are only sent over https, to loopback hosts, or anywhere
-    with ``allow_insecure_http=True`` (SPEC T3). ``clock`` returns the current
-    time in seconds (``time.time`` by default).
-    """
+    _lib: ClassVar[HTTPLib]
 
     def __init__(
         self,
@@ -73,8 +62,8 @@ class TokenAuth(httpx.Auth):
         *,
         leeway: float = 60.0,
         default_lifetime: float | None = None,
-        token_client: httpx.Client | None = None,
-        async_token_client: httpx.AsyncClient | None = None,
+        token_client: Any = None,
+        async_token_client: Any = None,
         allow_insecure_http: bool = False,
         retry: RetryPolicy | None = DEFAULT_RETRY,
         cooldown: float = 5.0,
@@ -89,15 +78,18 @@ class TokenAuth(httpx.Auth):
                 "provider must be ClientCredentials(...), JWTBearerGrant(...), or an object "
                 f"with fetch_token() and/or async afetch_token(); got {type(provider).__name__}"
             )
-        if token_client is not None and not isinstance(token_client, httpx.Client):
+        lib = self._lib.name
+        if token_client is not None and not isinstance(token_client, self._lib.Client):
             raise ConfigurationError(
-                f"token_client must be an httpx.Client, got {type(token_client).__name__}; "
-                "pass an httpx.AsyncClient as async_token_client="
+                f"token_client must be a {lib}.Client, got {_qualname(token_client)}; pass a "
+                f"{lib}.AsyncClient as async_token_client="
             )
-        if async_token_client is not None and not isinstance(async_token_client, httpx.AsyncClient):
+        if async_token_client is not None and not isinstance(
+            async_token_client, self._lib.AsyncClient
+        ):
             raise ConfigurationError(
-                "async_token_client must be an httpx.AsyncClient, got "
-                f"{type(async_token_client).__name__}; pass an httpx.Client as token_client="
+                f"async_token_client must be a {lib}.AsyncClient, got "
+                f"{_qualname(async_token_client)}; pass a {lib}.Client as token_client="
             )
         if not callable(clock):
             raise ConfigurationError("clock must be a callable returning seconds, like time.time")
@@ -119,7 +111,7 @@ class TokenAuth(httpx.Auth):
         self._async_lock_var: anyio.lowlevel.RunVar[anyio.Lock] = anyio.lowlevel.RunVar(
             "httpx_tokenauth.renewal_lock"
         )
-        self._own_client: httpx.Client | None = None
+        self._own_client: Any = None
         self._own_client_lock = threading.Lock()
         self._ssl_context: Any = None
         if isinstance(provider, Grant):
@@ -131,11 +123,11 @@ class TokenAuth(httpx.Auth):
 
     # -- the two drivers -------------------------------------------------------------
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any]:
         self._check_url(request)
         token = self._cache.fresh(self._clock()) or self._sync_acquire()
         request.headers["Authorization"] = token.authorization
-        can_replay = replayable(request)  # before sending: a transport may buffer the body
+        can_replay = replayable(self._lib, request)  # before sending: a transport may buffer it
         response = yield request
         if response.status_code != 401:
             return
@@ -147,13 +139,11 @@ class TokenAuth(httpx.Auth):
             request.headers["Authorization"] = token.authorization
             yield request
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         self._check_url(request)
         token = self._cache.fresh(self._clock()) or await self._async_acquire()
         request.headers["Authorization"] = token.authorization
-        can_replay = replayable(request)  # before sending: a transport may buffer the body
+        can_replay = replayable(self._lib, request)  # before sending: a transport may buffer it
         response = yield request
         if response.status_code != 401:
             return
@@ -165,10 +155,10 @@ class TokenAuth(httpx.Auth):
             request.headers["Authorization"] = token.authorization
             yield request
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+    def auth_flow(self, request: Any) -> Generator[Any, Any]:
         raise RuntimeError(
-            "TokenAuth runs through httpx.Client or httpx.AsyncClient (sync_auth_flow / "
-            "async_auth_flow); auth_flow is not used"
+            f"TokenAuth runs through {self._lib.name}.Client or {self._lib.name}.AsyncClient "
+            "(sync_auth_flow / async_auth_flow); auth_flow is not used"
         )
 
     # -- acquiring a token: one fetch for many callers -------------------------------
@@ -224,7 +214,8 @@ class TokenAuth(httpx.Auth):
             retry = self._retry.start(self._clock())
             while True:
                 try:
-                    raw = send_sync(self._sync_client(), provider.token_request(self._clock()))
+                    request = provider.token_request(self._clock())
+                    raw = send_sync(self._lib, self._sync_client(), request)
                     token = provider.parse_response(raw, received_at=self._clock())
                     break
                 except TokenError as exc:
@@ -236,7 +227,7 @@ class TokenAuth(httpx.Auth):
         else:
             raise ConfigurationError(
                 f"{type(provider).__name__} has only async afetch_token(): use this TokenAuth "
-                "with httpx.AsyncClient, or give the provider a fetch_token() method"
+                f"with {self._lib.name}.AsyncClient, or give the provider a fetch_token() method"
             )
         return self._fetched(token)
 
@@ -262,13 +253,13 @@ class TokenAuth(httpx.Auth):
 
     async def _async_send(self, request: TokenRequest) -> RawResponse:
         if self._async_token_client is not None:
-            return await send_async(self._async_token_client, request)
+            return await send_async(self._lib, self._async_token_client, request)
         async with await self._own_async_client() as own:
-            return await send_async(own, request)
+            return await send_async(self._lib, own, request)
 
     # -- what both drivers share ----------------------------------------------------------
 
-    def _check_url(self, request: httpx.Request) -> None:
+    def _check_url(self, request: Any) -> None:
         """SPEC T3: bearer tokens go over TLS only; checked before any token is fetched."""
         url = request.url
         if (
@@ -282,9 +273,7 @@ class TokenAuth(httpx.Auth):
                 "allow_insecure_http=True) if this really is a trusted network"
             )
 
-    def _after_401(
-        self, request: httpx.Request, response: httpx.Response, token: Token, can_replay: bool
-    ) -> _After:
+    def _after_401(self, request: Any, response: Any, token: Token, can_replay: bool) -> _After:
         """SPEC U6-U8, plus compare-and-invalidate and the one-replay rule."""
         if response.request.headers.get("Authorization") != token.authorization:
             # A redirect took the request to another origin and httpx dropped our
@@ -421,23 +410,21 @@ class TokenAuth(httpx.Auth):
             self._async_lock_var.set(lock)
             return lock
 
-    def _sync_client(self) -> httpx.Client:
+    def _sync_client(self) -> Any:
         if self._token_client is not None:
             return self._token_client
         with self._own_client_lock:
             if self._own_client is None:
-                self._own_client = httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+                self._own_client = self._lib.new_client()
             return self._own_client
 
-    async def _own_async_client(self) -> httpx.AsyncClient:
+    async def _own_async_client(self) -> Any:
         # One short-lived client per fetch: fetches are rare, and a client tied to
         # no event loop cannot break when the loop changes. The TLS context (the
         # costly part, which reads the CA bundle from disk) is made once, off-loop.
         if self._ssl_context is None:
-            self._ssl_context = await anyio.to_thread.run_sync(httpx.create_ssl_context)
-        return httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=self._ssl_context
-        )
+            self._ssl_context = await anyio.to_thread.run_sync(self._lib.create_ssl_context)
+        return self._lib.new_async_client(self._ssl_context)
 
     def close(self) -> None:
         """Close the token client TokenAuth created (a client you passed stays open)."""
@@ -448,6 +435,35 @@ class TokenAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return f"TokenAuth({self._provider!r}, leeway={self._leeway!r})"
+
+
+class TokenAuth(TokenAuthBase, httpx.Auth):
+    """Bearer tokens for ``httpx.Client`` and ``httpx.AsyncClient``, fetched and renewed for you.
+
+    ``provider`` is a grant (ClientCredentials, JWTBearerGrant) or your own
+    TokenProvider / AsyncTokenProvider. The first request fetches a token;
+    later ones reuse it until ``leeway`` seconds before it expires (clamped to
+    half its lifetime); a 401 that says the token is bad renews it and replays
+    the request once.
+
+    Token requests go over ``token_client`` / ``async_token_client`` when
+    given (an httpx.Client / httpx.AsyncClient, for proxies, mTLS, custom CAs,
+    tests), otherwise over a client of
+    TokenAuth's own with certificate verification on, a 10-second timeout and
+    no redirects. They never go through the client TokenAuth is attached to,
+    so token responses never show up in its history or event hooks.
+
+    Bearer tokens are only sent over https, to loopback hosts, or anywhere
+    with ``allow_insecure_http=True`` (SPEC T3). ``clock`` returns the current
+    time in seconds (``time.time`` by default).
+    """
+
+    _lib = HTTPX
+
+
+def _qualname(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
 
 
 def _settled(need: Need, current: Token | None, error: TokenError | None) -> Token | None:

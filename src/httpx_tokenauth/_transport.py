@@ -1,11 +1,17 @@
-"""The httpx side of the token request: sending it, reading a capped body, replayability.
+"""The HTTP-library side of the token request: sending it, reading a capped body, replayability.
 
 This is the only module that turns neutral TokenRequest / RawResponse values
-into httpx calls. A second HTTP library needs another module like it, nothing
-more.
+into HTTP calls. It speaks to httpx and to httpx2 alike through HTTPLib, a
+record of the classes it needs from one of them; the decisions stay in the
+core.
 """
 
 from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import httpx
 
@@ -14,18 +20,59 @@ from ._request import TokenRequest
 from ._token import MAX_RESPONSE_BYTES, RawResponse
 from ._url import redacted_url
 
-try:  # httpx's multipart stream can be rendered again; its class is not public.
-    from httpx._multipart import MultipartStream as _MultipartStream
-except ImportError:  # pragma: no cover - a future httpx without it
-    _MultipartStream = None  # type: ignore[assignment,misc]
+__all__ = ["HTTPX", "TIMEOUT_SECONDS", "HTTPLib", "replayable", "send_async", "send_sync"]
 
-__all__ = ["DEFAULT_TIMEOUT", "replayable", "send_async", "send_sync"]
-
-#: Timeout of the token client TokenAuth creates: 10 s for each phase.
-DEFAULT_TIMEOUT = httpx.Timeout(10.0)
+#: Timeout of the token clients TokenAuth creates: 10 s for each phase.
+TIMEOUT_SECONDS = 10.0
 
 
-def send_sync(client: httpx.Client, request: TokenRequest) -> RawResponse:
+@dataclass(frozen=True, slots=True)
+class HTTPLib:
+    """The classes the drivers need from one HTTP library (httpx or httpx2)."""
+
+    name: str
+    Client: Any
+    AsyncClient: Any
+    HTTPError: type[Exception]
+    TimeoutException: type[Exception]
+    ByteStream: type[Any]
+    MultipartStream: type[Any] | None
+    Timeout: Any
+    create_ssl_context: Any
+
+    @classmethod
+    def of(cls, module: ModuleType) -> HTTPLib:
+        try:  # the multipart stream can be rendered again; its class is not public.
+            multipart = importlib.import_module(f"{module.__name__}._multipart").MultipartStream
+        except (ImportError, AttributeError):  # pragma: no cover - a release without it
+            multipart = None
+        return cls(
+            name=module.__name__,
+            Client=module.Client,
+            AsyncClient=module.AsyncClient,
+            HTTPError=module.HTTPError,
+            TimeoutException=module.TimeoutException,
+            ByteStream=module.ByteStream,
+            MultipartStream=multipart,
+            Timeout=module.Timeout,
+            create_ssl_context=module.create_ssl_context,
+        )
+
+    def new_client(self) -> Any:
+        """The sync token client TokenAuth makes: verification on, finite timeout, no redirects."""
+        return self.Client(timeout=self.Timeout(TIMEOUT_SECONDS), follow_redirects=False)
+
+    def new_async_client(self, ssl_context: Any) -> Any:
+        """The async mirror, with a TLS context made once and reused."""
+        return self.AsyncClient(
+            timeout=self.Timeout(TIMEOUT_SECONDS), follow_redirects=False, verify=ssl_context
+        )
+
+
+HTTPX = HTTPLib.of(httpx)
+
+
+def send_sync(lib: HTTPLib, client: Any, request: TokenRequest) -> RawResponse:
     """POST the token request; no redirects, no client-level auth, body capped (SPEC T5, T6)."""
     try:
         with client.stream(
@@ -39,12 +86,12 @@ def send_sync(client: httpx.Client, request: TokenRequest) -> RawResponse:
             chunks = _Capped(response)
             for chunk in response.iter_bytes():
                 chunks.add(chunk)
-    except httpx.HTTPError as exc:
-        raise _transport_error(exc, request.url) from exc
+    except lib.HTTPError as exc:
+        raise _transport_error(lib, exc, request.url) from exc
     return chunks.raw()
 
 
-async def send_async(client: httpx.AsyncClient, request: TokenRequest) -> RawResponse:
+async def send_async(lib: HTTPLib, client: Any, request: TokenRequest) -> RawResponse:
     """The async mirror of send_sync."""
     try:
         async with client.stream(
@@ -61,9 +108,9 @@ async def send_async(client: httpx.AsyncClient, request: TokenRequest) -> RawRes
                 async for chunk in body:
                     chunks.add(chunk)
             finally:
-                await body.aclose()  # type: ignore[attr-defined]
-    except httpx.HTTPError as exc:
-        raise _transport_error(exc, request.url) from exc
+                await body.aclose()
+    except lib.HTTPError as exc:
+        raise _transport_error(lib, exc, request.url) from exc
     return chunks.raw()
 
 
@@ -72,7 +119,7 @@ class _Capped:
 
     __slots__ = ("_chunks", "_response", "_size")
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: Any) -> None:
         self._response = response
         self._chunks: list[bytes] = []
         self._size = 0
@@ -93,9 +140,9 @@ class _Capped:
         return RawResponse(self._response.status_code, headers, b"".join(self._chunks))
 
 
-def _transport_error(exc: httpx.HTTPError, url: str) -> TokenTransportError:
+def _transport_error(lib: HTTPLib, exc: Exception, url: str) -> TokenTransportError:
     where = redacted_url(url)
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+    kind = "timed out" if isinstance(exc, lib.TimeoutException) else "failed"
     return TokenTransportError(
         f"token request to {where} {kind}: {type(exc).__name__}: {_root_cause(exc)[:300]}",
         token_url=where,
@@ -120,7 +167,7 @@ def _root_cause(exc: BaseException) -> str:
     return detail
 
 
-def replayable(request: httpx.Request) -> bool:
+def replayable(lib: HTTPLib, request: Any) -> bool:
     """Whether the request body can be sent again byte-identical without buffering it.
 
     True for bytes, form, JSON and empty bodies (held in memory by httpx) and
@@ -128,9 +175,9 @@ def replayable(request: httpx.Request) -> bool:
     generators, async iterators and other one-shot streams.
     """
     stream = request.stream
-    if isinstance(stream, httpx.ByteStream):
+    if isinstance(stream, lib.ByteStream):
         return True
-    if _MultipartStream is not None and isinstance(stream, _MultipartStream):
+    if lib.MultipartStream is not None and isinstance(stream, lib.MultipartStream):
         return all(_rereadable(getattr(f, "file", b"")) for f in stream.fields)
     return False
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import httpx
 import pytest
@@ -76,12 +77,14 @@ class Gate:
         self._lock = threading.Lock()
         self._open_t = threading.Event()
         self._entered_t = threading.Event()
+        self._loop_thread: int | None = None
         self._open_a: anyio.Event | None = None
         self._entered_a: anyio.Event | None = None
 
     def _events(self) -> tuple[anyio.Event, anyio.Event]:
         if self._open_a is None or self._entered_a is None:
             self._open_a, self._entered_a = anyio.Event(), anyio.Event()
+            self._loop_thread = threading.get_ident()
         return self._open_a, self._entered_a
 
     def arrive(self) -> None:
@@ -94,8 +97,12 @@ class Gate:
     def open(self) -> None:
         if self.flavor == "sync":
             self._open_t.set()
-        else:
-            self._events()[0].set()
+            return
+        opened = self._events()[0]
+        if threading.get_ident() == self._loop_thread:
+            opened.set()
+        else:  # a worker thread arrived last: wake the loop through anyio's portal
+            anyio.from_thread.run_sync(opened.set)
 
     def wait(self) -> None:
         self._entered_t.set()

@@ -506,6 +506,55 @@ async def test_one_auth_shared_by_sync_and_async_clients(flavor: str) -> None:
     assert env.api.tokens() == ["t1", "t1", "t1", "t2", "t2"]
 
 
+@pytest.mark.parametrize("flavor", ["asyncio", "trio"])
+async def test_threads_wait_for_a_fetch_running_on_the_event_loop(env: Env) -> None:
+    """A task is fetching; 16 threads on a sync client of the same TokenAuth wait for it."""
+    gate = env.gate(target=16)  # the task's fetch is held until every thread has started
+    env.auth_server.gate = gate
+    auth = env.make()
+    sync_client = env.http.Client(auth=auth, transport=env.transport(env.api.handler))
+
+    def in_thread() -> int:
+        gate.arrive()
+        return int(sync_client.get(API_URL).status_code)
+
+    statuses: list[int] = []
+
+    async def thread() -> None:
+        statuses.append(await anyio.to_thread.run_sync(in_thread, limiter=env.limiter))
+
+    async def task() -> None:
+        statuses.append((await env.request()).status_code)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(task)
+        await gate.entered()  # the task is fetching, held at the token endpoint
+        for _ in range(16):
+            tg.start_soon(thread)
+    sync_client.close()
+    assert statuses == [200] * 17
+    assert env.auth_server.count == 1
+    assert env.api.tokens() == ["t1"] * 17
+
+
+@pytest.mark.parametrize("flavor", ["asyncio", "trio"])
+async def test_sync_call_on_the_loop_thread_does_not_deadlock(env: Env) -> None:
+    """A blocking client call made on the event loop's own thread while a task fetches
+    does not wait for that task (which it is holding up): it fetches for itself."""
+    gate = env.gate()
+    env.auth_server.gate, env.auth_server.gate_first_only = gate, True
+    auth = env.make()
+    sync_client = env.http.Client(auth=auth, transport=env.transport(env.api.handler))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(env.request)
+        await gate.entered()  # a task on this loop is fetching (held)
+        response = sync_client.get(API_URL)  # blocks this loop's thread: must not wait
+        assert response.status_code == 200
+        gate.open()
+    sync_client.close()
+    assert env.auth_server.count == 2
+
+
 # -- observability -------------------------------------------------------------------------
 
 

@@ -21,7 +21,6 @@ from typing import Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 import httpx
 
@@ -107,10 +106,8 @@ class TokenAuthBase:
         self._async_token_client = async_token_client
         self._allow_insecure_http = bool(allow_insecure_http)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._async_lock_var: anyio.lowlevel.RunVar[anyio.Lock] = anyio.lowlevel.RunVar(
-            "httpx_tokenauth.renewal_lock"
-        )
+        self._flight: _Flight | None = None  # the fetch in progress, shared by both drivers
+        self._flight_guard = threading.Lock()  # held for a few instructions, never across I/O
         self._own_client: Any = None
         self._own_client_lock = threading.Lock()
         self._ssl_context: Any = None
@@ -164,47 +161,69 @@ class TokenAuthBase:
     # -- acquiring a token: one fetch for many callers -------------------------------
 
     def _sync_acquire(self) -> Token:
-        need, current, error = self._cache.need(self._clock())
-        if (token := _settled(need, current, error)) is not None:
-            return token
-        if need is Need.OPTIONAL and current is not None:
-            if not self._lock.acquire(blocking=False):
-                return current  # someone is renewing; the old token is still valid
-        else:
-            self._lock.acquire()
-        try:
-            if (token := _settled(*self._cache.need(self._clock()))) is not None:
-                return token  # renewed (or failed) while we waited
+        while True:
+            need, current, error = self._cache.need(self._clock())
+            if (token := _settled(need, current, error)) is not None:
+                return token
+            flight, mine = self._board()
+            if not mine:
+                if need is Need.OPTIONAL and current is not None:
+                    return current  # someone is renewing; the old token is still valid
+                if flight.owner != threading.get_ident():
+                    flight.done.wait()  # a thread or an event loop elsewhere is fetching
+                    continue
+                # The fetch belongs to an event loop running in this very thread, which
+                # this blocking call is holding up: waiting would deadlock, so fetch too.
+                return self._cache.store(self._sync_fetch(), self._clock())
             try:
-                token = self._sync_fetch()
-            except TokenError as exc:
-                return self._fetch_failed(exc)
-            return self._cache.store(token, self._clock())
-        finally:
-            self._lock.release()
+                if (token := _settled(*self._cache.need(self._clock()))) is not None:
+                    return token  # renewed (or failed) just before we boarded
+                try:
+                    token = self._sync_fetch()
+                except TokenError as exc:
+                    return self._fetch_failed(exc)
+                return self._cache.store(token, self._clock())
+            finally:
+                self._land(flight)
 
     async def _async_acquire(self) -> Token:
-        need, current, error = self._cache.need(self._clock())
-        if (token := _settled(need, current, error)) is not None:
-            return token
-        lock = self._async_lock()
-        if need is Need.OPTIONAL and current is not None:
+        while True:
+            need, current, error = self._cache.need(self._clock())
+            if (token := _settled(need, current, error)) is not None:
+                return token
+            flight, mine = self._board(anyio.Event)
+            if not mine:
+                if need is Need.OPTIONAL and current is not None:
+                    return current  # someone is renewing; the old token is still valid
+                await _await_landing(flight)
+                continue
             try:
-                lock.acquire_nowait()
-            except anyio.WouldBlock:
-                return current  # someone is renewing; the old token is still valid
-        else:
-            await lock.acquire()
-        try:
-            if (token := _settled(*self._cache.need(self._clock()))) is not None:
-                return token  # renewed (or failed) while we waited
-            try:
-                token = await self._async_fetch()
-            except TokenError as exc:
-                return self._fetch_failed(exc)
-            return self._cache.store(token, self._clock())
-        finally:
-            lock.release()
+                if (token := _settled(*self._cache.need(self._clock()))) is not None:
+                    return token  # renewed (or failed) just before we boarded
+                try:
+                    token = await self._async_fetch()
+                except TokenError as exc:
+                    return self._fetch_failed(exc)
+                return self._cache.store(token, self._clock())
+            finally:
+                self._land(flight)
+
+    def _board(self, event: Callable[[], anyio.Event] | None = None) -> tuple[_Flight, bool]:
+        """Join the fetch in progress, or start one: (flight, whether it is ours to fly)."""
+        with self._flight_guard:
+            if self._flight is not None:
+                return self._flight, False
+            self._flight = _Flight(None if event is None else event())
+            return self._flight, True
+
+    def _land(self, flight: _Flight) -> None:
+        """The fetch is over (done, failed or cancelled): let every waiter re-check the cache."""
+        with self._flight_guard:
+            if self._flight is flight:
+                self._flight = None
+        flight.done.set()
+        if flight.landed is not None:
+            flight.landed.set()
 
     # -- fetching a token: bounded retries at the token endpoint ------------------------
 
@@ -401,15 +420,6 @@ class TokenAuthBase:
             )
         return token
 
-    def _async_lock(self) -> anyio.Lock:
-        """One renewal lock per event loop, so a TokenAuth survives successive loops."""
-        try:
-            return self._async_lock_var.get()
-        except LookupError:
-            lock = anyio.Lock()
-            self._async_lock_var.set(lock)
-            return lock
-
     def _sync_client(self) -> Any:
         if self._token_client is not None:
             return self._token_client
@@ -464,6 +474,34 @@ class TokenAuth(TokenAuthBase, httpx.Auth):
 def _qualname(obj: object) -> str:
     cls = type(obj)
     return f"{cls.__module__.split('.')[0]}.{cls.__qualname__}"
+
+
+class _Flight:
+    """One token fetch in progress, which sync and async callers alike wait for.
+
+    ``done`` wakes threads; ``landed`` (an anyio.Event, when the fetch runs on an
+    event loop) wakes tasks on that same loop without a thread or a poll.
+    """
+
+    __slots__ = ("done", "landed", "owner")
+
+    def __init__(self, landed: anyio.Event | None) -> None:
+        self.done = threading.Event()
+        self.landed = landed
+        self.owner = threading.get_ident()
+
+
+async def _await_landing(flight: _Flight) -> None:
+    """Wait for a fetch to end, without blocking the event loop; cancellable."""
+    if flight.landed is not None and flight.owner == threading.get_ident():
+        await flight.landed.wait()  # a task on this loop is fetching
+        return
+    # A thread, or a loop in another thread, is fetching: its events cannot wake
+    # this loop, so look at its threading.Event now and then.
+    pause = 0.001
+    while not flight.done.is_set():
+        await anyio.sleep(pause)
+        pause = min(pause * 2, 0.02)
 
 
 def _settled(need: Need, current: Token | None, error: TokenError | None) -> Token | None:

@@ -214,6 +214,30 @@ async def test_failed_early_renewal_keeps_the_valid_token(
     assert info.value.status_code == 503
 
 
+async def test_get_token_serves_other_channels_by_the_same_rules(env: Env) -> None:
+    """get_token()/aget_token() return the cached token; invalidate() is compare-and-swap."""
+    auth = env.make()
+
+    async def get() -> Token:
+        if env.is_sync:
+            return await anyio.to_thread.run_sync(auth.get_token)
+        return await auth.aget_token()
+
+    first = await get()
+    assert first is await get()
+    assert first.access_token == "t1"
+    assert first.expires_at == env.clock.now + 3600
+    auth.invalidate(first)  # e.g. a websocket rejected it
+    second = await get()
+    assert second.access_token == "t2"
+    auth.invalidate(first)  # a stale rejection changes nothing
+    assert await get() is second
+    assert env.auth_server.count == 2
+    response = await env.request()  # the httpx client shares the same cache
+    assert response.status_code == 200
+    assert env.api.tokens() == ["t2"]
+
+
 # -- one fetch for many --------------------------------------------------------------
 
 

@@ -59,6 +59,11 @@ class LoopbackServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), TokenHandler)
         self.paths: list[str] = []
+        self.connections = 0
+
+    def get_request(self) -> Any:
+        self.connections += 1  # counted before the TLS handshake, which may fail
+        return super().get_request()
 
 
 @pytest.fixture
@@ -213,6 +218,7 @@ def test_t2_own_client_verifies_certificates_sync(tls_server: LoopbackServer, ht
     auth.close()
     assert isinstance(info.value.__cause__, http.http.ConnectError)
     assert tls_server.paths == []
+    assert tls_server.connections == 1  # a certificate failure is not retried
 
 
 @pytest.mark.anyio
@@ -226,6 +232,7 @@ async def test_t2_own_client_verifies_certificates_async(
         with pytest.raises(TokenTransportError, match="CERTIFICATE_VERIFY_FAILED"):
             await client.get("https://api.example/")
     assert tls_server.paths == []
+    assert tls_server.connections == 1  # a certificate failure is not retried
 
 
 def test_trusting_the_ca_through_token_client_works(

@@ -158,6 +158,29 @@ class TokenAuthBase:
             "(sync_auth_flow / async_auth_flow); auth_flow is not used"
         )
 
+    # -- the token itself, for other channels (gRPC, websockets, a CLI) -------------------
+
+    def get_token(self) -> Token:
+        """The current token, fetched or renewed first if needed, by the same rules.
+
+        For channels other than httpx (gRPC metadata, a websocket header). If
+        that channel rejects the token, pass it to ``invalidate`` and call
+        ``get_token`` again.
+        """
+        return self._cache.fresh(self._clock()) or self._sync_acquire()
+
+    async def aget_token(self) -> Token:
+        """The async mirror of ``get_token``."""
+        return self._cache.fresh(self._clock()) or await self._async_acquire()
+
+    def invalidate(self, token: Token) -> None:
+        """Drop ``token`` from the cache if it is still the current one (compare-and-invalidate).
+
+        The next request or ``get_token`` fetches a new token; if another caller
+        already replaced it, nothing happens.
+        """
+        self._cache.invalidate(token)
+
     # -- acquiring a token: one fetch for many callers -------------------------------
 
     def _sync_acquire(self) -> Token:

@@ -10,6 +10,7 @@ import email.utils
 import math
 import random
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,7 +38,8 @@ RETRYABLE_CODES = frozenset({"temporarily_unavailable", "slow_down"})
 class RetryPolicy:
     """How TokenAuth retries a token request that failed for a passing reason.
 
-    Retried: transport errors (connection refused, TLS handshake cut, timeouts)
+    Retried: transport errors (connection refused, TLS handshake cut, timeouts;
+    not a certificate that fails verification, which would fail every time)
     and HTTP 408, 429, 500, 502, 503, 504 without an RFC 6749 §5.2 error code.
     Never retried: ``invalid_client``, ``invalid_grant`` and every other OAuth
     error code, malformed token responses, redirects, oversized bodies.
@@ -92,11 +94,23 @@ class RetryPolicy:
 def retryable(error: TokenError) -> bool:
     """Whether an attempt that failed with ``error`` is worth repeating."""
     if isinstance(error, TokenTransportError):
-        return True
+        return not _certificate_failure(error)
     if isinstance(error, TokenEndpointError):
         return error.error in RETRYABLE_CODES and error.status_code in RETRYABLE_STATUS
     if isinstance(error, UnexpectedTokenResponseError):
         return error.status_code in RETRYABLE_STATUS
+    return False
+
+
+def _certificate_failure(error: BaseException) -> bool:
+    """A failed certificate check: it will fail the same way on every attempt."""
+    current: BaseException | None = error
+    for _ in range(8):
+        if current is None:
+            return False
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        current = current.__cause__ or current.__context__
     return False
 
 

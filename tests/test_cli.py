@@ -1,0 +1,687 @@
+"""The httpx-tokenauth command line, against a real authorization server and API on 127.0.0.1.
+
+The CLI builds its own clients, so it talks to httpx_tokenauth.testing's servers
+over TLS; tests trust the throwaway CA through --ca-file / HTTPX_TOKENAUTH_CA_FILE
+like a user would. main(argv) runs in-process: assertions are on its exit
+status, stdout, stderr, and on what the servers observed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from httpx_tokenauth import Token
+from httpx_tokenauth._cli import main, shorten_header, token_info, unverified_jwt
+from httpx_tokenauth.testing import JWT_BEARER, LocalAPI, LocalAuthorizationServer, LocalCA
+
+CLIENT_ID = "cli-client"
+SECRET = "cli-secret-Zq8+/=:%-0123456789-abcdefghij"  # 32+ bytes: client_secret_jwt works
+SA_EMAIL = "reports@project.iam.example"
+
+
+def _pem(key: Any) -> bytes:
+    return bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+EC_KEY = _pem(ec.generate_private_key(ec.SECP256R1()))
+RSA_KEY = _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+#: A line from the middle of each private key: it must never be printed.
+KEY_MARKERS = [key.splitlines()[2].decode() for key in (EC_KEY, RSA_KEY)]
+
+
+@pytest.fixture(scope="module")
+def ca() -> LocalCA:
+    return LocalCA()
+
+
+@pytest.fixture(scope="module")
+def files(ca: LocalCA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The files a user would have: CA bundle, secret file, private keys."""
+    base = tmp_path_factory.mktemp("cli")
+    paths = {
+        "ca": base / "ca.pem",
+        "secret": base / "secret.txt",
+        "ec_key": base / "ec.pem",
+        "rsa_key": base / "rsa.pem",
+    }
+    paths["ca"].write_bytes(ca.cert_pem)
+    paths["secret"].write_text(SECRET + "\n")
+    paths["ec_key"].write_bytes(EC_KEY)
+    paths["rsa_key"].write_bytes(RSA_KEY)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def server(ca: LocalCA) -> Iterator[LocalAuthorizationServer]:
+    with LocalAuthorizationServer(ca) as s:
+        s.register_client(
+            CLIENT_ID,
+            secret=SECRET,
+            public_keys={"ec-1": EC_KEY, "rsa-1": RSA_KEY},
+            scope="read write",
+        )
+        s.register_client(SA_EMAIL, public_keys={"sa-key-1": RSA_KEY}, scope="reports")
+        yield s
+
+
+@pytest.fixture(scope="module")
+def api(server: LocalAuthorizationServer, ca: LocalCA) -> Iterator[LocalAPI]:
+    with LocalAPI(server, ca=ca) as a:
+        yield a
+
+
+@pytest.fixture(autouse=True)
+def env(
+    monkeypatch: pytest.MonkeyPatch,
+    server: LocalAuthorizationServer,
+    api: LocalAPI,
+    files: dict[str, Path],
+) -> None:
+    """A clean environment that points at the test servers and trusts the test CA."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("HTTPX_TOKENAUTH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HTTPX_TOKENAUTH_TOKEN_URL", server.token_url)
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CA_FILE", str(files["ca"]))
+    server.reset()
+    api.reset()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """main(argv) in-process: exit status, stdout, stderr."""
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(err: str) -> None:
+    assert err.startswith("httpx-tokenauth: error: "), err
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def assert_no_secrets(*texts: str) -> None:
+    for text in texts:
+        assert SECRET not in text
+        for marker in KEY_MARKERS:
+            assert marker not in text
+
+
+# -- token: output -----------------------------------------------------------------------
+
+
+def test_token_prints_exactly_the_access_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: Any
+) -> None:
+    """Plain `token` prints the access token and a newline, nothing else, exit 0."""
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_SECRET", SECRET)
+
+    status, out, err = run(capsys, "token")
+
+    assert status == 0
+    assert err == ""
+    assert out == server.issued_tokens()[-1] + "\n"
+    assert server.token_requests[-1].auth_method == "client_secret_basic"
+
+
+def test_token_json_shows_metadata_and_unverified_claims_not_the_token(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """--json: type, expiry (ISO 8601), scope, JWT header and claims marked unverified."""
+    status, out, err = run(
+        capsys, "token", "--json", "--client-secret-file", str(files["secret"]), "--scope", "read"
+    )
+
+    assert status == 0, err
+    info = json.loads(out)
+    token = server.issued_tokens()[-1]
+    assert token not in out
+    assert info["token_type"] == "Bearer"
+    assert 3590 <= info["expires_in"] <= 3600
+    assert info["expires_at"].endswith("Z")
+    datetime.fromisoformat(info["expires_at"].replace("Z", "+00:00"))
+    assert info["scope"] == "read"
+    assert info["unverified_header"] == jwt.get_unverified_header(token)
+    assert info["unverified_claims"] == jwt.decode(token, options={"verify_signature": False})
+    assert "WITHOUT checking its signature" in info["unverified_note"]
+    assert "access_token" not in info
+
+
+def test_token_json_show_token_includes_the_access_token(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """--json --show-token adds the access token, and only then."""
+    status, out, _ = run(
+        capsys, "token", "--json", "--show-token", "--client-secret-file", str(files["secret"])
+    )
+
+    assert status == 0
+    assert json.loads(out)["access_token"] == server.issued_tokens()[-1]
+
+
+def test_token_info_of_an_opaque_token_without_expiry() -> None:
+    """An opaque token has no unverified_* fields; unknown expiry is null; extras by name."""
+    info = token_info(Token("opaque-value", extra={"refresh_token": "r-secret"}), now=0.0)
+
+    assert info == {
+        "token_type": "Bearer",
+        "expires_in": None,
+        "expires_at": None,
+        "scope": None,
+        "other_fields": ["refresh_token"],
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["opaque", "a.b", "a.b.c", "e30.e30.sig", "bm90IGpzb24.e30.x", "W10.e30.x", "a.b.c.d.e"],
+)
+def test_unverified_jwt_is_none_for_what_is_not_a_jws(value: str) -> None:
+    """Only a three-part token whose header (with alg) and claims are JSON objects decodes."""
+    assert unverified_jwt(value) is None
+
+
+# -- token: where secrets come from --------------------------------------------------------
+
+
+def test_secret_from_a_named_environment_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: Any
+) -> None:
+    """--client-secret-env NAME reads the secret from $NAME."""
+    monkeypatch.setenv("MY_SECRET", SECRET)
+
+    status, out, err = run(capsys, "token", "--client-secret-env", "MY_SECRET")
+
+    assert (status, err) == (0, "")
+    assert out.strip() == server.issued_tokens()[-1]
+
+
+def test_secret_from_a_file_drops_the_final_newline(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """--client-secret-file reads the secret; the file's trailing newline is not part of it."""
+    status, _, err = run(capsys, "token", "--client-secret-file", str(files["secret"]))
+
+    assert (status, err) == (0, "")
+    assert server.token_requests[-1].status_code == 200
+
+
+def test_secret_file_from_the_environment_and_from_stdin(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, Path],
+    server: Any,
+) -> None:
+    """HTTPX_TOKENAUTH_CLIENT_SECRET_FILE names the file; '-' reads standard input."""
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_SECRET_FILE", str(files["secret"]))
+    assert run(capsys, "token")[0] == 0
+    monkeypatch.delenv("HTTPX_TOKENAUTH_CLIENT_SECRET_FILE")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(SECRET.encode() + b"\n")))
+
+    assert run(capsys, "token", "--client-secret-file", "-")[0] == 0
+    assert [r.status_code for r in server.token_requests] == [200, 200]
+
+
+def test_no_option_takes_a_secret_on_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--client-secret VALUE (or a prefix of a real option) is refused, and VALUE not echoed."""
+    for argv in (["--client-secret", SECRET], [f"--client-secret={SECRET}"], ["--client", SECRET]):
+        status, out, err = run(capsys, "token", *argv)
+        assert status == 2
+        assert_one_line_error(err)
+        assert_no_secrets(out, err)
+
+
+# -- token: every grant and client authentication -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "auth_method"),
+    [
+        (["--client-secret-file", "{secret}"], "client_secret_basic"),
+        (["--auth", "post", "--client-secret-file", "{secret}"], "client_secret_post"),
+        (["--auth", "client_secret_jwt", "--client-secret-file", "{secret}"], "client_secret_jwt"),
+        (["--key-file", "{ec_key}", "--key-id", "ec-1"], "private_key_jwt"),
+        (
+            ["--auth", "private_key_jwt", "--key-file", "{rsa_key}", "--key-id", "rsa-1"],
+            "private_key_jwt",
+        ),
+    ],
+    ids=[
+        "basic-by-default",
+        "post",
+        "client_secret_jwt",
+        "private_key_jwt-ES256",
+        "private_key_jwt-RS256",
+    ],
+)
+def test_every_client_authentication_method(
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, Path],
+    server: Any,
+    argv: list[str],
+    auth_method: str,
+) -> None:
+    """Each --auth method gets a token; the server saw that method; nothing secret printed."""
+    argv = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv]
+
+    status, out, err = run(capsys, "token", *argv)
+
+    assert (status, err) == (0, "")
+    record = server.token_requests[-1]
+    assert (record.grant_type, record.auth_method) == ("client_credentials", auth_method)
+    assert out == server.issued_tokens()[-1] + "\n"
+    assert_no_secrets(out, err)
+
+
+def test_jwt_bearer_grant_with_private_key_jwt_client_authentication(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """--grant jwt_bearer signs an assertion (iss, sub from flags); --auth adds client auth."""
+    status, out, err = run(
+        capsys,
+        "token",
+        "--grant", "jwt_bearer",
+        "--issuer", CLIENT_ID,
+        "--subject", "alice@example.org",
+        "--key-file", str(files["ec_key"]),
+        "--key-id", "ec-1",
+        "--auth", "private_key_jwt",
+        "--json",
+    )  # fmt: skip
+
+    assert status == 0, err
+    assert json.loads(out)["unverified_claims"]["sub"] == "alice@example.org"
+    record = server.token_requests[-1]
+    assert (record.grant_type, record.auth_method) == (JWT_BEARER, "private_key_jwt")
+
+
+def test_google_style_service_account_file(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    server: Any,
+) -> None:
+    """--service-account-file: token_uri, client_email as iss and sub, private_key_id as kid."""
+    account = {
+        "type": "service_account",
+        "client_email": SA_EMAIL,
+        "private_key_id": "sa-key-1",
+        "private_key": RSA_KEY.decode(),
+        "token_uri": server.token_url,
+    }
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps(account))
+    monkeypatch.delenv("HTTPX_TOKENAUTH_TOKEN_URL")
+    monkeypatch.delenv("HTTPX_TOKENAUTH_CLIENT_ID")
+
+    status, out, err = run(
+        capsys, "token", "--service-account-file", str(path), "--claim", "scope=reports", "--json"
+    )
+
+    assert status == 0, err
+    assert json.loads(out)["unverified_claims"]["sub"] == SA_EMAIL
+    record = server.token_requests[-1]
+    assert (record.grant_type, record.client_id, record.auth_method) == (JWT_BEARER, SA_EMAIL, None)
+    assert_no_secrets(out, err)
+
+
+# -- failures ----------------------------------------------------------------------------
+
+
+def test_token_endpoint_error_is_one_line_exit_1_without_the_secret(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """invalid_client: exit 1, one line naming the error, the (wrong) secret never shown."""
+    wrong = SECRET[::-1]
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_SECRET", wrong)
+
+    status, out, err = run(capsys, "token")
+
+    assert status == 1
+    assert out == ""
+    assert_one_line_error(err)
+    assert "invalid_client" in err
+    assert wrong not in err
+    assert_no_secrets(out, err)
+
+
+def test_invalid_scope_is_exit_1(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path]
+) -> None:
+    """A scope the client may not have: invalid_scope, exit 1, one line."""
+    status, _, err = run(
+        capsys, "token", "--client-secret-file", str(files["secret"]), "--scope", "admin"
+    )
+
+    assert status == 1
+    assert_one_line_error(err)
+    assert "invalid_scope" in err
+
+
+def test_tls_failure_without_ca_file_names_the_certificate_problem(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, files: dict[str, Path]
+) -> None:
+    """Without --ca-file the server's certificate is not trusted: one line says so, exit 1."""
+    monkeypatch.delenv("HTTPX_TOKENAUTH_CA_FILE")
+
+    status, out, err = run(
+        capsys, "token", "--client-secret-file", str(files["secret"]), "--retries", "0"
+    )
+
+    assert (status, out) == (1, "")
+    assert_one_line_error(err)
+    assert "CERTIFICATE_VERIFY_FAILED" in err
+    assert "--ca-file" in err
+    assert_no_secrets(err)
+
+
+def test_unreadable_secret_file_is_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A secret file that does not exist: exit 1, one line naming the file."""
+    missing = tmp_path / "nope.txt"
+
+    status, _, err = run(capsys, "token", "--client-secret-file", str(missing))
+
+    assert status == 1
+    assert_one_line_error(err)
+    assert str(missing) in err
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (["--bogus"], {}, "unrecognized arguments: --bogus"),
+        ([], {}, "client authentication"),
+        (["--client-secret-env", "UNSET_VARIABLE"], {}, "UNSET_VARIABLE is not set"),
+        (["--client-secret-file", "{secret}", "--key-file", "{ec_key}"], {}, "--auth"),
+        (["--auth", "private_key_jwt"], {}, "--key-file"),
+        (["--auth", "basic"], {}, "needs the client secret"),
+        (["--grant", "jwt_bearer", "--key-file", "{ec_key}"], {}, "--issuer and --subject"),
+        (["--param", "no-equals"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, "NAME=VALUE"),
+        (["--show-token"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, "--json"),
+        (
+            [],
+            {"HTTPX_TOKENAUTH_GRANT": "password", "HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET},
+            "GRANT",
+        ),
+        (
+            [],
+            {"HTTPX_TOKENAUTH_TOKEN_URL": "", "HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET},
+            "--token-url",
+        ),
+        (
+            [],
+            {"HTTPX_TOKENAUTH_CLIENT_ID": "", "HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET},
+            "--client-id",
+        ),
+        (
+            ["--key-file", "{ec_key}", "--algorithm", "RS256"],
+            {},
+            "RS256 needs an RSA private key",
+        ),
+        (
+            ["--auth", "client_secret_jwt", "--client-secret-env", "SHORT"],
+            {"SHORT": "too-short"},
+            "at least 32 bytes",
+        ),
+        (
+            ["--token-url", "http://as.example/token"],
+            {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET},
+            "plain http",
+        ),
+    ],
+    ids=lambda case: case[2],
+)
+def test_wrong_command_line_or_configuration_is_exit_2(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, Path],
+    server: Any,
+    case: tuple[list[str], dict[str, str], str],
+) -> None:
+    """Usage and configuration errors: exit 2, one line that says what to change, no request."""
+    argv, environ, message = case
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    argv = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv]
+
+    status, out, err = run(capsys, "token", *argv)
+
+    assert (status, out) == (2, "")
+    assert_one_line_error(err)
+    assert message in err
+    assert_no_secrets(err)
+    assert server.token_request_count == 0
+
+
+# -- request -----------------------------------------------------------------------------
+
+
+def test_request_prints_status_headers_and_body(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any, api: LocalAPI
+) -> None:
+    """`request GET URL`: the status line, the API's headers, a blank line, the body."""
+    status, out, err = run(
+        capsys, "request", "GET", f"{api.url}/things", "--client-secret-file", str(files["secret"])
+    )
+
+    assert (status, err) == (0, "")
+    head, _, body = out.partition("\n\n")
+    lines = head.splitlines()
+    assert lines[0] == "HTTP/1.1 200 OK"
+    assert "content-type: application/json" in lines[1:]
+    assert json.loads(body) == {
+        "path": "/things",
+        "client_id": CLIENT_ID,
+        "sub": CLIENT_ID,
+        "scope": "read write",
+    }
+    assert [r.token for r in api.requests] == server.issued_tokens()
+
+
+def test_request_sends_headers_and_body_and_verbose_shortens_the_token(
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, Path],
+    server: Any,
+    api: LocalAPI,
+    tmp_path: Path,
+) -> None:
+    """-H and --data @file are sent; -v shows the request on stderr, the token cut short."""
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"amount": 10}')
+
+    status, out, err = run(
+        capsys,
+        "request", "POST", f"{api.url}/invoices",
+        "-H", "X-Request-Id: 42",
+        "--data", f"@{body}",
+        "-v",
+        "--client-secret-file", str(files["secret"]),
+    )  # fmt: skip
+
+    assert status == 0
+    assert out.startswith("HTTP/1.1 200 OK\n")
+    assert api.requests[-1].body == b'{"amount": 10}'
+    assert f"> POST {api.url}/invoices" in err
+    assert "> X-Request-Id: 42" in err
+    token = server.issued_tokens()[-1]
+    assert f"> Authorization: Bearer {token[:8]}... (shortened)" in err
+    assert token not in err
+    assert token not in out
+    assert_no_secrets(out, err)
+
+
+def test_request_shows_the_replay_and_fail_makes_a_401_exit_1(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any, api: LocalAPI
+) -> None:
+    """A 401 is replayed once with a new token (two requests shown); --fail exits 1 on it."""
+    api.revoke_all_issued_before(when=4_000_000_000.0)  # every token, also the next one
+
+    status, out, err = run(
+        capsys,
+        "request", "GET", f"{api.url}/things",
+        "--fail", "-v",
+        "--client-secret-file", str(files["secret"]),
+    )  # fmt: skip
+
+    assert status == 1
+    assert out.startswith("HTTP/1.1 401 Unauthorized\n")
+    assert "www-authenticate: Bearer" in out
+    assert err.count("> GET ") == 2
+    assert "replayed the request" in err
+    assert err.endswith("httpx-tokenauth: error: the API answered 401\n")
+    assert server.token_request_count == 2
+
+
+def test_request_json_body(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], api: LocalAPI
+) -> None:
+    """--json-body sends JSON with its content type; invalid JSON is a usage error."""
+    argv = ["request", "PUT", f"{api.url}/x", "--client-secret-file", str(files["secret"])]
+
+    assert run(capsys, *argv, "--json-body", '{"a": [1, 2]}')[0] == 0
+    assert api.requests[-1].body == b'{"a": [1, 2]}'
+    status, _, err = run(capsys, *argv, "--json-body", "{oops")
+    assert status == 2
+    assert_one_line_error(err)
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "message"),
+    [
+        ("https://127.0.0.1:1/things", 1, "Connection refused"),
+        ("ftp://127.0.0.1/things", 2, "https://"),
+    ],
+)
+def test_request_failures_are_one_line(
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, Path],
+    url: str,
+    code: int,
+    message: str,
+) -> None:
+    """An unreachable API is exit 1, a URL that is not http(s) exit 2; one line either way."""
+    status, out, err = run(
+        capsys, "request", "GET", url, "--client-secret-file", str(files["secret"])
+    )
+
+    assert (status, out) == (code, "")
+    assert_one_line_error(err)
+    assert message in err
+
+
+def test_ca_file_without_certificates_is_exit_1(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path]
+) -> None:
+    """A --ca-file that holds no CA certificate: exit 1, one line naming the file."""
+    status, _, err = run(
+        capsys,
+        "request", "GET", "https://127.0.0.1:1/things",
+        "--client-secret-file", str(files["secret"]),
+        "--ca-file", str(files["ec_key"]),  # a PEM file, but a key, not a certificate
+    )  # fmt: skip
+
+    assert status == 1
+    assert_one_line_error(err)
+    assert str(files["ec_key"]) in err
+    assert_no_secrets(err)
+
+
+def test_shorten_header() -> None:
+    """Credentials are cut to 8 characters; cookies are hidden; other headers as they are."""
+    assert shorten_header("Authorization", "Bearer abcdefghijklmnop") == (
+        "Bearer abcdefgh... (shortened)"
+    )
+    assert shorten_header("Cookie", "session=s3cret") == "[redacted]"
+    assert shorten_header("Accept", "*/*") == "*/*"
+
+
+# -- the program -------------------------------------------------------------------------
+
+
+def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help of each command and --version print to stdout and exit 0."""
+    for argv in (["--help"], ["token", "--help"], ["request", "--help"], ["demo", "--help"]):
+        status, out, _ = run(capsys, *argv)
+        assert status == 0
+        assert out.startswith("usage: httpx-tokenauth")
+    status, out, _ = run(capsys, "--version")
+    assert (status, out) == (0, "httpx-tokenauth 0.1.0\n")
+
+
+def test_no_command_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a command: exit 2 and one line."""
+    status, _, err = run(capsys)
+
+    assert status == 2
+    assert_one_line_error(err)
+
+
+def test_python_m_httpx_tokenauth_help() -> None:
+    """`python -m httpx_tokenauth --help` works in a fresh interpreter."""
+    result = subprocess.run(
+        [sys.executable, "-m", "httpx_tokenauth", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: httpx-tokenauth")
+    for command in ("token", "request", "demo"):
+        assert command in result.stdout
+
+
+def test_importing_the_library_does_not_load_the_cli() -> None:
+    """`import httpx_tokenauth` loads neither the CLI nor the demo."""
+    script = (
+        "import sys, httpx_tokenauth\n"
+        "print(sorted(m for m in ('httpx_tokenauth._cli', 'httpx_tokenauth._demo', "
+        "'httpx_tokenauth.testing') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert result.stdout == "[]\n"
+
+
+def test_demo_without_the_testing_extra_says_how_to_get_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`demo` without httpx_tokenauth.testing's dependencies: exit 2, one line, the pip command."""
+    import httpx_tokenauth
+
+    monkeypatch.delattr(httpx_tokenauth, "testing", raising=False)
+    monkeypatch.setitem(sys.modules, "httpx_tokenauth.testing", None)
+
+    status, out, err = run(capsys, "demo")
+
+    assert (status, out) == (2, "")
+    assert_one_line_error(err)
+    assert "pip install 'httpx-tokenauth[testing]'" in err

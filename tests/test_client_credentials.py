@@ -147,17 +147,34 @@ def test_t1_http_token_url_allowed_with_explicit_opt_in() -> None:
 
 
 def test_t1_insecure_url_error_does_not_echo_query_or_userinfo() -> None:
-    """T1/U10: the refusal names the endpoint without its query string or userinfo."""
+    """T1/U10: the refusal names the endpoint without its query string."""
     with pytest.raises(InsecureTransportError) as exc_info:
         ClientCredentials(
-            "http://user:pw-in-url@as.example/token?api_key=key-in-query",
+            "http://as.example/token?api_key=key-in-query",
             client_id=CLIENT_ID,
             client_secret=SECRET,
         )
     message = str(exc_info.value)
     assert "key-in-query" not in message
-    assert "pw-in-url" not in message
     assert "http://as.example/token" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://user:pw-in-url@as.example/token", "http://user:pw-in-url@as.example/token"],
+)
+def test_b5_credentials_in_the_token_url_are_refused(url: str) -> None:
+    """B1/B5: user:password in the URL would add (or replace) client authentication: refused."""
+    with pytest.raises(ConfigurationError, match="user name or password") as exc_info:
+        ClientCredentials(url, client_id=CLIENT_ID, client_secret=SECRET)
+    assert "pw-in-url" not in str(exc_info.value)
+
+
+@pytest.mark.parametrize("url", ["https://as.example/token\r\n", "https://as.example/to ken"])
+def test_t4_control_characters_in_the_token_url_are_refused(url: str) -> None:
+    """A token URL read with its line ending, or with a space, is refused at construction."""
+    with pytest.raises(ConfigurationError, match="control character"):
+        ClientCredentials(url, client_id=CLIENT_ID, client_secret=SECRET)
 
 
 @pytest.mark.parametrize(

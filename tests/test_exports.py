@@ -46,3 +46,18 @@ def test_every_error_in_the_package_derives_from_token_error() -> None:
         value = getattr(httpx_tokenauth, name)
         if inspect.isclass(value) and issubclass(value, BaseException):
             assert issubclass(value, httpx_tokenauth.TokenError), name
+
+
+def test_importing_the_package_stays_light() -> None:
+    """`import httpx_tokenauth` loads none of pyjwt, cryptography, asyncio, httpx2, the CLI,
+    or the testing servers: each loads when its feature is first used."""
+    import subprocess
+    import sys
+
+    heavy = ["jwt", "cryptography", "asyncio", "httpx2", "httpx_tokenauth._cli", "authlib"]
+    code = f"import sys, httpx_tokenauth; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

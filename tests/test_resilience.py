@@ -31,7 +31,7 @@ from httpx_tokenauth import (
     UnsupportedTokenTypeError,
 )
 
-from conftest import API_URL, CLIENT_SECRET, TOKEN_URL, Env, token_json
+from conftest import API_URL, CLIENT_SECRET, TOKEN_URL, WAIT, Env, body_of, token_json
 
 pytestmark = pytest.mark.anyio
 
@@ -427,7 +427,12 @@ async def test_challenge_faults(env: Env, headers: list[tuple[str, str]], replay
 
 @pytest.mark.parametrize("flavor", ["asyncio", "trio"])
 async def test_cancelled_renewer_does_not_wedge_the_others(env: Env) -> None:
-    """A task cancelled while it holds the renewal lets the next waiter renew."""
+    """A caller cancelled (say, by its timeout) while it fetches does not wedge the others.
+
+    On asyncio the fetch runs as a task of its own and carries on for the
+    waiters: one token request. Trio has no detached tasks, so the cancel
+    aborts that fetch and the next waiter fetches: two token requests.
+    """
     gate = env.gate()
     env.auth_server.gate, env.auth_server.gate_first_only = gate, True
     env.make()
@@ -439,13 +444,20 @@ async def test_cancelled_renewer_does_not_wedge_the_others(env: Env) -> None:
     holder_scope = anyio.CancelScope()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_run_in, holder_scope, env)
-        await gate.entered()  # the holder's fetch is in flight, holding the renewal lock
+        await gate.entered()  # the holder's fetch is in flight
         tg.start_soon(waiter)
-        await anyio.wait_all_tasks_blocked()  # the waiter is queued on the lock
+        await anyio.wait_all_tasks_blocked()  # the waiter waits for that fetch
         holder_scope.cancel()
+        await anyio.wait_all_tasks_blocked()
+        gate.open()
+    assert holder_scope.cancelled_caught
     assert [r.status_code for r in results] == [200]
-    assert env.auth_server.count == 2
-    assert env.api.tokens() == ["t2"]
+    if env.flavor == "asyncio":
+        assert env.auth_server.count == 1
+        assert env.api.tokens() == ["t1"]
+    else:
+        assert env.auth_server.count == 2
+        assert env.api.tokens() == ["t2"]
 
 
 async def _run_in(scope: anyio.CancelScope, env: Env) -> None:
@@ -555,6 +567,122 @@ async def test_sync_call_on_the_loop_thread_does_not_deadlock(env: Env) -> None:
     assert env.auth_server.count == 2
 
 
+# -- found in review: each proved first, then fixed --------------------------------------
+
+
+async def test_early_renewal_makes_one_attempt_not_a_retry_cycle(env: Env) -> None:
+    """While the token is valid, the renewing caller waits for one attempt only."""
+    env.make(retry=RetryPolicy(attempts=5, backoff=0.001))
+    await env.request()
+    env.auth_server.reply = status(503)
+    env.clock.advance(3600 - 30)
+    assert (await env.request()).status_code == 200
+    assert env.auth_server.count == 2  # one attempt, not five
+
+
+async def test_errors_in_the_cool_down_are_fresh_copies(env: Env) -> None:
+    """Each caller in the cool-down gets its own copy of the error, not one shared object."""
+    env.auth_server.reply = status(400, json={"error": "invalid_client"})
+    env.make()
+    caught: list[BaseException] = []
+    for _ in range(3):
+        with pytest.raises(TokenEndpointError) as info:
+            await env.request()
+        caught.append(info.value)
+    assert env.auth_server.count == 1
+    assert len({id(e) for e in caught}) == 3
+    assert {(type(e), str(e), e.status_code) for e in caught} == {  # type: ignore[attr-defined]
+        (type(caught[0]), str(caught[0]), 400)
+    }
+    assert caught[2].__traceback__ is not None
+    assert len(list(_frames(caught[2].__traceback__))) < 40  # tracebacks do not pile up
+
+
+def _frames(tb: Any) -> Iterator[Any]:
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+async def test_failed_renewal_after_401_with_a_streaming_body_returns_the_401(env: Env) -> None:
+    """A one-shot body cannot be replayed; if renewing fails too, the caller still gets the 401."""
+    env.make(retry=RetryPolicy.off())
+    await env.request()
+    env.api.accept = lambda token: token != "t1"
+    env.auth_server.reply = status(400, json={"error": "invalid_client"})
+    response = await env.request("POST", content=body_of(env.flavor, [b"once"]))
+    assert response.status_code == 401
+
+
+async def test_a_non_http_error_from_the_token_client_is_a_token_error(env: Env) -> None:
+    """Whatever the token client raises (here: it was closed) reaches callers as a TokenError."""
+    token_client = env.http.Client()
+    async_token_client = env.http.AsyncClient()
+    token_client.close()
+    await async_token_client.aclose()
+    env.make(env.provider(), token_client=token_client, async_token_client=async_token_client)
+    with pytest.raises(TokenTransportError) as info:
+        await env.request()
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+async def test_retry_deadline_bounds_an_attempt_that_hangs(env: Env, silent_server: str) -> None:
+    """A token endpoint that never answers is given up on at the retry deadline (0.3 s here),
+    not after the token client's own 30-second timeout."""
+    env.make(
+        ClientCredentials(silent_server, client_id="c", client_secret=CLIENT_SECRET),
+        token_client=env.http.Client(timeout=30),
+        async_token_client=env.http.AsyncClient(timeout=30),
+        retry=RetryPolicy(attempts=3, backoff=0.001, deadline=0.3),
+    )
+    with pytest.raises(TokenTransportError, match="retry deadline"):
+        await env.request()
+
+
+@pytest.mark.parametrize("flavor", ["asyncio", "trio"])
+async def test_sync_callers_holding_every_worker_thread_do_not_starve_the_fetch(
+    env: Env,
+) -> None:
+    """Sync callers filling anyio's thread pool while a task's fetch needs a worker thread
+    (a sync-only provider) do not deadlock it: the fetch uses a thread of its own."""
+
+    class SyncProvider:
+        calls = 0
+
+        def fetch_token(self) -> Token:
+            SyncProvider.calls += 1
+            return Token("from-a-private-thread")
+
+    auth = env.make(SyncProvider())
+    sync_client = env.http.Client(auth=auth, transport=env.transport(env.api.handler))
+    threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+    go = threading.Event()
+    statuses: list[int] = []
+
+    def blocking_call() -> int:
+        go.wait(WAIT)  # hold a pool thread until the task's fetch is under way
+        return int(sync_client.get(API_URL).status_code)
+
+    async def sync_caller() -> None:
+        # abandon_on_cancel: were the deadlock back, the guard below could still end the test
+        statuses.append(await anyio.to_thread.run_sync(blocking_call, abandon_on_cancel=True))
+
+    async def task_caller() -> None:
+        statuses.append((await env.request()).status_code)
+
+    with anyio.fail_after(WAIT):  # a deadlock guard, not a timing
+        async with anyio.create_task_group() as tg:
+            for _ in range(threads):
+                tg.start_soon(sync_caller)  # every pool thread, held at `go`
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(task_caller)  # boards the fetch; needs a thread for the provider
+            await anyio.wait_all_tasks_blocked()
+            go.set()  # the sync callers now find that fetch in flight and wait for it
+    sync_client.close()
+    assert statuses == [200] * (threads + 1)
+    assert SyncProvider.calls == 1
+
+
 # -- observability -------------------------------------------------------------------------
 
 
@@ -572,11 +700,14 @@ async def test_log_events_are_structured_and_secret_free(
         await env.request()  # replay with secret-token-2
         env.auth_server.reply = failing_then_ok(10**6)
         env.clock.advance(3600 - 30)
-        await env.request()  # renewal fails (with retries), t2 kept
+        await env.request()  # early renewal fails (one attempt), secret-token-2 kept
         env.api.reply = lambda request: httpx.Response(
             401, headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'}
         )
         await env.request()  # replay refused
+        env.clock.advance(60)  # expired: now a token is needed, with full retries
+        with pytest.raises(UnexpectedTokenResponseError):
+            await env.request()
     records = [r for r in caplog.records if r.name == "httpx_tokenauth"]
     events = [getattr(r, "event", None) for r in records]
     for expected in (

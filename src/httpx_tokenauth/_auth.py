@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import anyio
@@ -26,13 +28,22 @@ import httpx
 
 from ._cache import Need, TokenCache
 from ._challenge import decide_after_401
-from ._errors import ConfigurationError, InsecureTransportError, ProviderError, TokenError
+from ._errors import (
+    ConfigurationError,
+    InsecureTransportError,
+    ProviderError,
+    TokenError,
+    TokenTransportError,
+)
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy, RetryState
 from ._token import RawResponse, Token
 from ._transport import HTTPX, HTTPLib, replayable, send_async, send_sync
-from ._url import is_loopback_host, redacted_url
+from ._url import check_flag, is_loopback_host, redacted_url
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["TokenAuth", "TokenAuthBase"]
 
@@ -90,8 +101,16 @@ class TokenAuthBase:
                 f"async_token_client must be a {lib}.AsyncClient, got "
                 f"{_qualname(async_token_client)}; pass a {lib}.Client as token_client="
             )
-        if not callable(clock):
-            raise ConfigurationError("clock must be a callable returning seconds, like time.time")
+        sample = clock() if callable(clock) else None
+        if (
+            isinstance(sample, bool)
+            or not isinstance(sample, (int, float))
+            or not math.isfinite(sample)
+        ):
+            raise ConfigurationError(
+                "clock must be a callable returning the time in seconds since the epoch as a "
+                f"number, like time.time (it also dates JWT assertions); got {sample!r}"
+            )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(
                 f"retry must be a RetryPolicy(...) or None, got {type(retry).__name__}"
@@ -104,7 +123,7 @@ class TokenAuthBase:
         self._leeway = leeway
         self._token_client = token_client
         self._async_token_client = async_token_client
-        self._allow_insecure_http = bool(allow_insecure_http)
+        self._allow_insecure_http = check_flag("allow_insecure_http", allow_insecure_http)
         self._clock = clock
         self._flight: _Flight | None = None  # the fetch in progress, shared by both drivers
         self._flight_guard = threading.Lock()  # held for a few instructions, never across I/O
@@ -131,7 +150,12 @@ class TokenAuthBase:
         after = self._after_401(request, response, token, can_replay)
         if after is _After.DONE:
             return
-        token = self._sync_acquire()
+        try:
+            token = self._sync_acquire()
+        except TokenError:
+            if after is _After.REPLAY:
+                raise
+            return  # the body cannot be resent: the caller gets the 401 (renewal failed too)
         if after is _After.REPLAY:
             request.headers["Authorization"] = token.authorization
             yield request
@@ -147,7 +171,12 @@ class TokenAuthBase:
         after = self._after_401(request, response, token, can_replay)
         if after is _After.DONE:
             return
-        token = await self._async_acquire()
+        try:
+            token = await self._async_acquire()
+        except TokenError:
+            if after is _After.REPLAY:
+                raise
+            return  # the body cannot be resent: the caller gets the 401 (renewal failed too)
         if after is _After.REPLAY:
             request.headers["Authorization"] = token.authorization
             yield request
@@ -179,7 +208,8 @@ class TokenAuthBase:
         The next request or ``get_token`` fetches a new token; if another caller
         already replaced it, nothing happens.
         """
-        self._cache.invalidate(token)
+        with self._flight_guard:
+            self._cache.invalidate(token)
 
     # -- acquiring a token: one fetch for many callers -------------------------------
 
@@ -189,25 +219,16 @@ class TokenAuthBase:
             if (token := _settled(need, current, error)) is not None:
                 return token
             flight, mine = self._board()
-            if not mine:
-                if need is Need.OPTIONAL and current is not None:
-                    return current  # someone is renewing; the old token is still valid
-                if flight.owner != threading.get_ident():
-                    flight.done.wait()  # a thread or an event loop elsewhere is fetching
-                    continue
-                # The fetch belongs to an event loop running in this very thread, which
-                # this blocking call is holding up: waiting would deadlock, so fetch too.
-                return self._cache.store(self._sync_fetch(), self._clock())
-            try:
-                if (token := _settled(*self._cache.need(self._clock()))) is not None:
-                    return token  # renewed (or failed) just before we boarded
-                try:
-                    token = self._sync_fetch()
-                except TokenError as exc:
-                    return self._fetch_failed(exc)
-                return self._cache.store(token, self._clock())
-            finally:
-                self._land(flight)
+            if mine:
+                return self._sync_fly(flight, renewing=current is not None)
+            if need is Need.OPTIONAL and current is not None:
+                return current  # someone is renewing; the old token is still valid
+            if flight.owner != threading.get_ident():
+                flight.done.wait()  # a thread or an event loop elsewhere is fetching
+                continue
+            # The fetch belongs to an event loop running in this very thread, which
+            # this blocking call is holding up: waiting would deadlock, so fetch too.
+            return self._store(self._sync_fetch(renewing=False))
 
     async def _async_acquire(self) -> Token:
         while True:
@@ -215,21 +236,50 @@ class TokenAuthBase:
             if (token := _settled(need, current, error)) is not None:
                 return token
             flight, mine = self._board(anyio.Event)
-            if not mine:
-                if need is Need.OPTIONAL and current is not None:
-                    return current  # someone is renewing; the old token is still valid
-                await _await_landing(flight)
-                continue
+            if mine:
+                fly = self._async_fly(flight, renewing=current is not None)
+                if not _on_asyncio():
+                    return await fly
+                # On asyncio the fetch runs as a task of its own, so that a caller's
+                # timeout or cancellation cannot abort the fetch others wait for.
+                import asyncio  # noqa: PLC0415  (already loaded: we are running on it)
+
+                task = asyncio.ensure_future(fly)
+                task.add_done_callback(_retrieve)
+                return await asyncio.shield(task)
+            if need is Need.OPTIONAL and current is not None:
+                return current  # someone is renewing; the old token is still valid
+            await _await_landing(flight)
+
+    def _sync_fly(self, flight: _Flight, *, renewing: bool) -> Token:
+        """Fetch as the flight's owner, and always land the flight."""
+        try:
+            if (token := _settled(*self._cache.need(self._clock()))) is not None:
+                return token  # renewed (or failed) just before we boarded
             try:
-                if (token := _settled(*self._cache.need(self._clock()))) is not None:
-                    return token  # renewed (or failed) just before we boarded
-                try:
-                    token = await self._async_fetch()
-                except TokenError as exc:
-                    return self._fetch_failed(exc)
-                return self._cache.store(token, self._clock())
-            finally:
-                self._land(flight)
+                token = self._sync_fetch(renewing=renewing)
+            except TokenError as exc:
+                return self._fetch_failed(exc)
+            return self._store(token)
+        finally:
+            self._land(flight)
+
+    async def _async_fly(self, flight: _Flight, *, renewing: bool) -> Token:
+        """The async mirror of _sync_fly."""
+        try:
+            if (token := _settled(*self._cache.need(self._clock()))) is not None:
+                return token  # renewed (or failed) just before we boarded
+            try:
+                token = await self._async_fetch(renewing=renewing)
+            except TokenError as exc:
+                return self._fetch_failed(exc)
+            return self._store(token)
+        finally:
+            self._land(flight)
+
+    def _store(self, token: Token) -> Token:
+        with self._flight_guard:
+            return self._cache.store(token, self._clock())
 
     def _board(self, event: Callable[[], anyio.Event] | None = None) -> tuple[_Flight, bool]:
         """Join the fetch in progress, or start one: (flight, whether it is ours to fly)."""
@@ -250,14 +300,20 @@ class TokenAuthBase:
 
     # -- fetching a token: bounded retries at the token endpoint ------------------------
 
-    def _sync_fetch(self) -> Token:
+    def _sync_fetch(self, *, renewing: bool) -> Token:
         provider = self._provider
         if isinstance(provider, Grant):
-            retry = self._retry.start(self._clock())
+            retry = self._retry_for(renewing).start(time.monotonic())
             while True:
                 try:
                     request = provider.token_request(self._clock())
-                    raw = send_sync(self._lib, self._sync_client(), request)
+                    timeout, capped = self._deadline_timeout(retry)
+                    try:
+                        raw = send_sync(self._lib, self._sync_client(), request, timeout=timeout)
+                    except TokenTransportError as exc:
+                        if capped and isinstance(exc.__cause__, self._lib.TimeoutException):
+                            raise self._deadline_error(retry) from exc
+                        raise
                     token = provider.parse_response(raw, received_at=self._clock())
                     break
                 except TokenError as exc:
@@ -273,13 +329,17 @@ class TokenAuthBase:
             )
         return self._fetched(token)
 
-    async def _async_fetch(self) -> Token:
+    async def _async_fetch(self, *, renewing: bool) -> Token:
         provider = self._provider
         if isinstance(provider, Grant):
-            retry = self._retry.start(self._clock())
+            retry = self._retry_for(renewing).start(time.monotonic())
             while True:
                 try:
-                    raw = await self._async_send(provider.token_request(self._clock()))
+                    request = provider.token_request(self._clock())
+                    with anyio.move_on_after(retry.remaining(time.monotonic())) as scope:
+                        raw = await self._async_send(request)
+                    if scope.cancelled_caught:
+                        raise self._deadline_error(retry)
                     token = provider.parse_response(raw, received_at=self._clock())
                     break
                 except TokenError as exc:
@@ -290,8 +350,46 @@ class TokenAuthBase:
             token = await self._acall_provider(provider.afetch_token)
         else:
             # A sync-only provider runs in a worker thread: the event loop never blocks.
-            token = await anyio.to_thread.run_sync(self._call_provider, provider.fetch_token)
+            # The thread comes from a limiter of its own, not the shared pool, which
+            # sync callers waiting for this very fetch may be holding.
+            token = await anyio.to_thread.run_sync(
+                self._call_provider, provider.fetch_token, limiter=anyio.CapacityLimiter(1)
+            )
         return self._fetched(token)
+
+    def _retry_for(self, renewing: bool) -> RetryPolicy:
+        """Full retries when callers need a token; one attempt while the current one is valid.
+
+        An early renewal is made by a caller that could use the valid token: it
+        should wait for one attempt at most, and try again later if it fails.
+        """
+        return _ONE_ATTEMPT if renewing else self._retry
+
+    def _deadline_timeout(self, retry: RetryState) -> tuple[Any, bool]:
+        """Per-phase timeouts no longer than what is left of the retry deadline.
+
+        Returns them, and whether the deadline (rather than the client's own
+        timeouts) is what limits this attempt.
+        """
+        remaining = retry.remaining(time.monotonic())
+        if remaining <= 0:
+            raise self._deadline_error(retry)
+        configured = self._sync_client().timeout
+        phases: dict[str, float] = {}
+        capped = False
+        for name in ("connect", "read", "write", "pool"):
+            value = getattr(configured, name)
+            if value is None or value > remaining:
+                value, capped = remaining, True
+            phases[name] = value
+        return self._lib.Timeout(**phases), capped
+
+    def _deadline_error(self, retry: RetryState) -> TokenTransportError:
+        return TokenTransportError(
+            f"token request to {self._source} did not finish within the retry deadline "
+            f"({retry.policy.deadline:g} s)",
+            token_url=self._source,
+        )
 
     async def _async_send(self, request: TokenRequest) -> RawResponse:
         if self._async_token_client is not None:
@@ -361,7 +459,8 @@ class TokenAuthBase:
         if isinstance(exc, ConfigurationError):
             raise exc  # a usage error, not the server's: nothing to cool down from
         now = self._clock()
-        kept = self._cache.fetch_failed(exc, now)
+        with self._flight_guard:
+            kept = self._cache.fetch_failed(exc, now)
         if kept is None:
             raise exc
         logger.warning(
@@ -382,7 +481,7 @@ class TokenAuthBase:
     def _retry_delay(self, retry: RetryState, exc: TokenError) -> float | None:
         """How long to wait before the next token request, or None to give up."""
         attempt = retry.attempt
-        delay = retry.delay(exc, self._clock())
+        delay = retry.delay(exc, time.monotonic())
         if delay is not None:
             logger.info(
                 "token request %d to %s failed (%s); retrying in %.2f s",
@@ -456,7 +555,9 @@ class TokenAuthBase:
         # no event loop cannot break when the loop changes. The TLS context (the
         # costly part, which reads the CA bundle from disk) is made once, off-loop.
         if self._ssl_context is None:
-            self._ssl_context = await anyio.to_thread.run_sync(self._lib.create_ssl_context)
+            self._ssl_context = await anyio.to_thread.run_sync(
+                self._lib.create_ssl_context, limiter=anyio.CapacityLimiter(1)
+            )
         return self._lib.new_async_client(self._ssl_context)
 
     def close(self) -> None:
@@ -532,8 +633,43 @@ def _settled(need: Need, current: Token | None, error: TokenError | None) -> Tok
     if need is Need.NONE:
         return current
     if need is Need.FAILED and error is not None:
-        raise error
+        raise _fresh(error)
     return None
+
+
+def _fresh(error: TokenError) -> TokenError:
+    """A copy of a remembered error for one more caller.
+
+    Raising the one stored object to every caller would pile all their
+    tracebacks onto it, and show each caller the others' exception context.
+    """
+    copy = type(error).__new__(type(error))
+    copy.args = error.args
+    copy.__dict__.update(error.__dict__)
+    copy.__cause__ = error.__cause__
+    copy.__suppress_context__ = True
+    return copy
+
+
+def _on_asyncio() -> bool:
+    """Whether this task runs on asyncio (else trio), without importing asyncio for it."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _retrieve(task: asyncio.Future[Token]) -> None:
+    """Mark a detached fetch's outcome as seen: its callers may have gone away."""
+    if not task.cancelled():
+        task.exception()
+
+
+_ONE_ATTEMPT = RetryPolicy.off()
 
 
 def _provider_failed(exc: Exception, source: str) -> NoReturn:

@@ -60,7 +60,18 @@ def check_client_id(client_id: object) -> str:
         raise ConfigurationError(
             f"client_id must be a non-empty string, got {type(client_id).__name__}"
         )
+    _check_utf8("client_id", client_id)
     return client_id
+
+
+def _check_utf8(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{name} contains a character that has no UTF-8 form (a lone surrogate): "
+            "check how it was read or decoded"
+        ) from None
 
 
 def check_secret(method: str, client_secret: str | None) -> str:
@@ -72,6 +83,7 @@ def check_secret(method: str, client_secret: str | None) -> str:
         )
     if not isinstance(client_secret, str) or not client_secret:
         raise ConfigurationError(f"client_secret for {method} must be a non-empty string")
+    _check_utf8("client_secret", client_secret)
     return client_secret
 
 

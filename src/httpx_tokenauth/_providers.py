@@ -27,7 +27,7 @@ from ._request import (
     normalize_scope,
 )
 from ._token import RawResponse, Token, parse_token_response
-from ._url import check_token_url, redacted_url
+from ._url import check_flag, check_token_url, redacted_url
 
 __all__ = ["AsyncTokenProvider", "ClientCredentials", "Grant", "TokenProvider"]
 
@@ -84,8 +84,9 @@ class Grant(abc.ABC):
         scope: str | Sequence[str] | None,
         allow_insecure_http: bool,
     ) -> None:
+        allow_insecure_http = check_flag("allow_insecure_http", allow_insecure_http)
         self._token_url = check_token_url(token_url, allow_insecure_http=allow_insecure_http)
-        self._allow_insecure_http = allow_insecure_http
+        self._allow_insecure_http = check_flag("allow_insecure_http", allow_insecure_http)
         self._scope = normalize_scope(scope)
 
     @property

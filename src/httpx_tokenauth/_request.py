@@ -98,8 +98,11 @@ def normalize_multi(name: str, value: str | Sequence[str] | None) -> tuple[str, 
         raise ConfigurationError(f"{name} repeats a value; list each {name} once")
     if name == "resource":
         for v in values:
-            parts = urlsplit(v)
-            if not parts.scheme or "#" in v:
+            try:
+                scheme = urlsplit(v).scheme
+            except ValueError:
+                scheme = ""
+            if not scheme or "#" in v:
                 raise ConfigurationError(
                     f"resource {v!r} must be an absolute URI without a fragment (RFC 8707 §2)"
                 )

@@ -78,8 +78,11 @@ class RetryPolicy:
                 raise ConfigurationError(
                     f"{name} must be a finite number of seconds, zero or more, got {value!r}"
                 )
-        if not callable(self.random):
-            raise ConfigurationError("random must be a callable returning a float in [0, 1)")
+        sample = self.random() if callable(self.random) else None
+        if not isinstance(sample, float) or not 0.0 <= sample < 1.0:
+            raise ConfigurationError(
+                "random must be a callable returning a float in [0, 1), like random.random"
+            )
 
     @classmethod
     def off(cls) -> RetryPolicy:
@@ -121,6 +124,10 @@ class RetryState:
     policy: RetryPolicy
     started: float
     attempt: int = 1
+
+    def remaining(self, now: float) -> float:
+        """Seconds left before the deadline, at ``now``."""
+        return self.started + self.policy.deadline - now
 
     def delay(self, error: TokenError, now: float) -> float | None:
         """Seconds to wait before the next attempt, or None to give up with ``error``."""

@@ -103,7 +103,9 @@ class Token:
                     f"Token.{name} must be a finite number of seconds or None, got {value!r}"
                 )
         if self.scope is not None:
-            if isinstance(self.scope, str) or not all(isinstance(s, str) for s in self.scope):
+            if not isinstance(self.scope, (tuple, list)) or not all(
+                isinstance(s, str) for s in self.scope
+            ):
                 raise ConfigurationError("Token.scope must be a tuple of strings or None")
             object.__setattr__(self, "scope", tuple(self.scope))
         if not isinstance(self.extra, Mapping):

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from ._errors import TokenTransportError, UnexpectedTokenResponseError
+from ._errors import TokenError, TokenTransportError, UnexpectedTokenResponseError
 from ._request import TokenRequest
 from ._token import MAX_RESPONSE_BYTES, RawResponse
 from ._url import redacted_url
@@ -72,8 +72,16 @@ class HTTPLib:
 HTTPX = HTTPLib.of(httpx)
 
 
-def send_sync(lib: HTTPLib, client: Any, request: TokenRequest) -> RawResponse:
-    """POST the token request; no redirects, no client-level auth, body capped (SPEC T5, T6)."""
+def send_sync(
+    lib: HTTPLib, client: Any, request: TokenRequest, *, timeout: Any = None
+) -> RawResponse:
+    """POST the token request; no redirects, no client-level auth, body capped (SPEC T5, T6).
+
+    ``timeout`` (the library's Timeout) overrides the client's, to keep within
+    a retry deadline. Any failure to send is a TokenTransportError: an error
+    from the HTTP library, or anything else a client or transport raises.
+    """
+    extra = {} if timeout is None else {"timeout": timeout}
     try:
         with client.stream(
             request.method,
@@ -82,11 +90,14 @@ def send_sync(lib: HTTPLib, client: Any, request: TokenRequest) -> RawResponse:
             content=request.body,
             follow_redirects=False,
             auth=None,
+            **extra,
         ) as response:
             chunks = _Capped(response)
             for chunk in response.iter_bytes():
                 chunks.add(chunk)
-    except lib.HTTPError as exc:
+    except TokenError:
+        raise
+    except Exception as exc:
         raise _transport_error(lib, exc, request.url) from exc
     return chunks.raw()
 
@@ -109,7 +120,9 @@ async def send_async(lib: HTTPLib, client: Any, request: TokenRequest) -> RawRes
                     chunks.add(chunk)
             finally:
                 await body.aclose()
-    except lib.HTTPError as exc:
+    except TokenError:
+        raise
+    except Exception as exc:
         raise _transport_error(lib, exc, request.url) from exc
     return chunks.raw()
 

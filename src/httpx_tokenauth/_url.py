@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError, InsecureTransportError
 
-__all__ = ["check_token_url", "is_loopback_host", "redacted_url"]
+__all__ = ["check_flag", "check_token_url", "is_loopback_host", "redacted_url"]
+
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+
+
+def check_flag(name: str, value: object) -> bool:
+    """A switch must be a real bool: the string "false" is truthy and would turn it on."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 @lru_cache(maxsize=256)
@@ -34,6 +44,11 @@ def check_token_url(url: str, *, allow_insecure_http: bool) -> str:
             f"token_url must be a non-empty string such as 'https://as.example/token', "
             f"got {type(url).__name__}"
         )
+    if _FORBIDDEN.search(url):
+        raise ConfigurationError(
+            "token_url contains a space or a control character (a line ending read from a "
+            "file?): strip it"
+        )
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -45,6 +60,11 @@ def check_token_url(url: str, *, allow_insecure_http: bool) -> str:
         raise ConfigurationError(
             f"token_url {redacted_url(url)!r} must be an absolute https:// URL with a host, "
             "such as 'https://as.example/oauth2/token'"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError(
+            f"token_url {redacted_url(url)!r} carries a user name or password; client "
+            "credentials go in client_id= and client_secret= (or client_auth=), never the URL"
         )
     if "#" in url:
         raise ConfigurationError(

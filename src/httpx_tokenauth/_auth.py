@@ -19,11 +19,10 @@ import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
-import anyio
-import anyio.to_thread
 import httpx
 
 from ._cache import Need, TokenCache
@@ -44,6 +43,8 @@ from ._url import check_flag, is_loopback_host, redacted_url
 
 if TYPE_CHECKING:
     import asyncio
+
+    import anyio
 
 __all__ = ["TokenAuth", "TokenAuthBase"]
 
@@ -235,7 +236,7 @@ class TokenAuthBase:
             need, current, error = self._cache.need(self._clock())
             if (token := _settled(need, current, error)) is not None:
                 return token
-            flight, mine = self._board(anyio.Event)
+            flight, mine = self._board(_anyio().Event)
             if mine:
                 fly = self._async_fly(flight, renewing=current is not None)
                 if not _on_asyncio():
@@ -336,7 +337,7 @@ class TokenAuthBase:
             while True:
                 try:
                     request = provider.token_request(self._clock())
-                    with anyio.move_on_after(retry.remaining(time.monotonic())) as scope:
+                    with _anyio().move_on_after(retry.remaining(time.monotonic())) as scope:
                         raw = await self._async_send(request)
                     if scope.cancelled_caught:
                         raise self._deadline_error(retry)
@@ -345,13 +346,14 @@ class TokenAuthBase:
                 except TokenError as exc:
                     if (delay := self._retry_delay(retry, exc)) is None:
                         raise
-                await anyio.sleep(delay)
+                await _anyio().sleep(delay)
         elif isinstance(provider, AsyncTokenProvider):
             token = await self._acall_provider(provider.afetch_token)
         else:
             # A sync-only provider runs in a worker thread: the event loop never blocks.
             # The thread comes from a limiter of its own, not the shared pool, which
             # sync callers waiting for this very fetch may be holding.
+            anyio = _anyio()
             token = await anyio.to_thread.run_sync(
                 self._call_provider, provider.fetch_token, limiter=anyio.CapacityLimiter(1)
             )
@@ -555,6 +557,7 @@ class TokenAuthBase:
         # no event loop cannot break when the loop changes. The TLS context (the
         # costly part, which reads the CA bundle from disk) is made once, off-loop.
         if self._ssl_context is None:
+            anyio = _anyio()
             self._ssl_context = await anyio.to_thread.run_sync(
                 self._lib.create_ssl_context, limiter=anyio.CapacityLimiter(1)
             )
@@ -624,7 +627,7 @@ async def _await_landing(flight: _Flight) -> None:
     # this loop, so look at its threading.Event now and then.
     pause = 0.001
     while not flight.done.is_set():
-        await anyio.sleep(pause)
+        await _anyio().sleep(pause)
         pause = min(pause * 2, 0.02)
 
 
@@ -649,6 +652,13 @@ def _fresh(error: TokenError) -> TokenError:
     copy.__cause__ = error.__cause__
     copy.__suppress_context__ = True
     return copy
+
+
+def _anyio() -> ModuleType:
+    """anyio, for the async driver only: sync users do not pay for importing it."""
+    import anyio.to_thread  # noqa: PLC0415
+
+    return anyio
 
 
 def _on_asyncio() -> bool:

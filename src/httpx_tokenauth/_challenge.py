@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from types import MappingProxyType
 from typing import Protocol
 
@@ -23,12 +24,23 @@ __all__ = [
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED = r'"(?:[^"\\]|\\.)*"?'  # an unterminated string runs to the end
-_OWS = re.compile(r"[ \t]*")
-_SEPARATORS = re.compile(r"[ \t,]*")
-_SCHEME = re.compile(_TOKEN)
-_PARAM = re.compile(rf"({_TOKEN})[ \t]*=[ \t]*({_QUOTED}|{_TOKEN})")
-_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=[ \t]*(?:,|$))")
-_GARBAGE = re.compile(r"[^,]*")
+
+
+class _Patterns:
+    """The grammar's regular expressions, compiled on first use (not at import)."""
+
+    def __init__(self) -> None:
+        self.ows = re.compile(r"[ \t]*")
+        self.separators = re.compile(r"[ \t,]*")
+        self.scheme = re.compile(_TOKEN)
+        self.param = re.compile(rf"({_TOKEN})[ \t]*=[ \t]*({_QUOTED}|{_TOKEN})")
+        self.token68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*(?=[ \t]*(?:,|$))")
+        self.garbage = re.compile(r"[^,]*")
+
+
+@cache
+def _patterns() -> _Patterns:
+    return _Patterns()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,27 +67,28 @@ def _skip(pattern: re.Pattern[str], text: str, pos: int) -> int:
 
 
 def _parse_one(text: str) -> list[Challenge]:
+    p = _patterns()
     out: list[Challenge] = []
     pos, end = 0, len(text)
     while True:
-        pos = _skip(_SEPARATORS, text, pos)
+        pos = _skip(p.separators, text, pos)
         if pos >= end:
             return out
-        scheme = _SCHEME.match(text, pos)
-        if scheme is None or _PARAM.match(text, pos):
+        scheme = p.scheme.match(text, pos)
+        if scheme is None or p.param.match(text, pos):
             # Not a scheme (stray character, or a parameter with no scheme before it).
-            pos = _skip(_GARBAGE, text, pos + 1)
+            pos = _skip(p.garbage, text, pos + 1)
             continue
-        pos = _skip(_OWS, text, scheme.end())
+        pos = _skip(p.ows, text, scheme.end())
         params: dict[str, str] = {}
         token68 = None
-        if (m := _TOKEN68.match(text, pos)) and not _PARAM.match(text, pos):
+        if (m := p.token68.match(text, pos)) and not p.param.match(text, pos):
             token68, pos = m.group(), m.end()
         else:
-            while m := _PARAM.match(text, pos):
+            while m := p.param.match(text, pos):
                 name, raw = m.group(1).lower(), m.group(2)
                 params.setdefault(name, _unquote(raw))
-                pos = _skip(_SEPARATORS, text, m.end())
+                pos = _skip(p.separators, text, m.end())
         out.append(Challenge(scheme.group(), MappingProxyType(params), token68))
 
 

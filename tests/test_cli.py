@@ -685,3 +685,146 @@ def test_demo_without_the_testing_extra_says_how_to_get_it(
     assert (status, out) == (2, "")
     assert_one_line_error(err)
     assert "pip install 'httpx-tokenauth[testing]'" in err
+
+
+# -- TLS files, limits, algorithm guessing ------------------------------------------------
+
+
+def test_mtls_client_certificate_files_reach_the_server(
+    capsys: pytest.CaptureFixture[str],
+    server: LocalAuthorizationServer,
+    ca: LocalCA,
+    tmp_path: Path,
+) -> None:
+    """--cert/--cert-key present a client certificate that the token endpoint sees."""
+    cert, key = ca.write_client_cert("cli-mtls@example.org", tmp_path)
+    status, out, err = run(
+        capsys, "token", "--client-secret-file", str(files_secret(tmp_path)),
+        "--cert", str(cert), "--cert-key", str(key),
+    )  # fmt: skip
+    assert status == 0, err
+    assert out.strip()
+    assert server.token_requests[-1].client_cert_identities == ("cli-mtls@example.org",)
+
+
+def files_secret(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.txt"
+    path.write_text(SECRET + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "message"),
+    [
+        (["--cert-key", "k.pem"], 2, "--cert-key goes with --cert"),
+        (["--retries", "-1"], 2, "--retries must be 0 or more"),
+        (["--timeout", "0"], 2, "--timeout must be more than 0"),
+        (["--ca-file", "/nonexistent/ca.pem"], 1, "no such file"),
+        (["--cert", "/nonexistent/c.pem"], 1, "cannot use client certificate"),
+    ],
+)
+def test_tls_and_limit_flags_fail_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    argv: list[str],
+    status: int,
+    message: str,
+) -> None:
+    """Wrong TLS files and limits are one-line errors with the documented exit status."""
+    code, out, err = run(
+        capsys, "token", "--client-secret-file", str(files_secret(tmp_path)), *argv
+    )
+    assert code == status
+    assert out == ""
+    assert_one_line_error(err)
+    assert message in err
+    assert_no_secrets(out, err)
+
+
+def test_algorithm_is_guessed_from_a_jwk_key_file(
+    capsys: pytest.CaptureFixture[str], server: LocalAuthorizationServer, tmp_path: Path
+) -> None:
+    """A private JWK file without --algorithm signs with the algorithm its curve implies."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key = load_pem_private_key(EC_KEY, None)
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key))
+    path = tmp_path / "key.jwk"
+    path.write_text(json.dumps(jwk))
+    status, out, err = run(
+        capsys, "token", "--auth", "private_key_jwt", "--key-file", str(path), "--key-id", "ec-1"
+    )
+    assert status == 0, err
+    assert server.token_requests[-1].auth_method == "private_key_jwt"
+    assert_no_secrets(out, err)
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "variables", "status", "message"),
+    [
+        (["token"], {"HTTPX_TOKENAUTH_AUTH": "bogus"}, 2, "must be one of"),
+        (
+            ["token", "--auth", "private_key_jwt", "--key-file", "{ec}", "--client-secret-env",
+             "HTTPX_TOKENAUTH_CLIENT_SECRET"],
+            {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, 2, "drop --client-secret",
+        ),
+        (["token", "--claim", "a=b"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, 2, "--claim"),
+        (["token", "--grant", "jwt_bearer"], {}, 2, "pass --key-file"),
+        (["token", "--grant", "jwt_bearer", "--key-file", "{ec}"], {}, 2, "--issuer and --subject"),
+        (
+            ["token", "--grant", "jwt_bearer", "--key-file", "{ec}", "--issuer", "i",
+             "--subject", "s", "--audience", "a", "--audience", "b"],
+            {}, 2, "one --audience",
+        ),
+        (
+            ["token", "--assertion-audience", "x"],
+            {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, 2, "--assertion-audience goes with",
+        ),
+        (
+            ["token", "--client-secret-env", "X", "--client-secret-file", "{secret}"],
+            {}, 2, "not both",
+        ),
+        (["token", "--client-secret-file", "{latin1}"], {}, 1, "not UTF-8"),
+        (["token", "--client-secret-file", "{empty}"], {}, 1, "is empty"),
+        (
+            ["token"],
+            {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET, "HTTPX_TOKENAUTH_CLIENT_SECRET_FILE": "x"},
+            2, "unset one",
+        ),
+        (["token", "--grant", "jwt_bearer", "--service-account-file", "{notsa}"], {}, 1,
+         "not a service account key"),
+        (["request", "GET", "https://127.0.0.1/x", "-H", "NoColon"],
+         {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, 2, "-H wants"),
+    ],
+)  # fmt: skip
+def test_usage_and_input_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    files: dict[str, Path],
+    argv: list[str],
+    variables: dict[str, str],
+    status: int,
+    message: str,
+) -> None:
+    """Each wrong combination of flags, variables and files says what is wrong, in one line."""
+    paths = {
+        "ec": str(files["ec_key"]),
+        "secret": str(files["secret"]),
+        "latin1": _write(tmp_path, "latin1.txt", "s\xe9cret".encode("latin-1")),
+        "empty": _write(tmp_path, "empty.txt", b""),
+        "notsa": _write(tmp_path, "notsa.json", b'{"type": "something else"}'),
+    }
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run(capsys, *[a.format(**paths) for a in argv])
+    assert (code, message in err) == (status, True), err
+    assert out == ""
+    assert_one_line_error(err)
+    assert_no_secrets(out, err)

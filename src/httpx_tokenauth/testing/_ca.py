@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import trustme
 
@@ -49,6 +50,19 @@ class LocalCA:
         if client_cert is not None:
             self._ca.issue_cert(client_cert).configure_cert(ctx)
         return ctx
+
+    def write_client_cert(self, identity: str, directory: Path) -> tuple[Path, Path]:
+        """A client certificate for ``identity`` and its private key, as PEM files.
+
+        For tools that take file paths (``httpx-tokenauth --cert/--cert-key``,
+        curl): returns (certificate path, key path) inside ``directory``.
+        """
+        issued = self._ca.issue_cert(identity)
+        name = "".join(c if c.isalnum() else "_" for c in identity)
+        cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+        cert.write_bytes(b"".join(p.bytes() for p in issued.cert_chain_pems))
+        key.write_bytes(issued.private_key_pem.bytes())
+        return cert, key
 
     def server_context(self, *, request_client_cert: bool = False) -> ssl.SSLContext:
         """An SSLContext for a server on 127.0.0.1 / localhost / ::1.

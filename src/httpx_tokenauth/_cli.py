@@ -39,6 +39,7 @@ from ._jwt import ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
 from ._providers import ClientCredentials
 from ._retry import RetryPolicy
 from ._token import Token
+from ._transport import root_cause
 
 __all__ = ["build_provider", "main", "parser", "unverified_jwt"]
 
@@ -507,7 +508,7 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
             except httpx.HTTPError as exc:
                 raise CommandError(
                     f"request to {_short_url(args.url)} failed: {type(exc).__name__}: "
-                    f"{_root_cause(exc)}"
+                    f"{root_cause(exc)[:300]}"
                 ) from None
     if response.history and args.verbose:
         stderr.write(
@@ -564,20 +565,6 @@ def shorten_header(name: str, value: str) -> str:
 
 def _short_url(url: str) -> str:
     return url.split("?", 1)[0].split("#", 1)[0]
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The most specific message in the exception chain (e.g. the TLS verification error)."""
-    detail = type(exc).__name__
-    current: BaseException | None = exc
-    for _ in range(8):
-        if current is None:
-            break
-        text = str(current).strip()
-        if text:
-            detail = text
-        current = current.__cause__ or current.__context__
-    return detail[:300]
 
 
 # -- building the provider from flags and environment -----------------------------------

@@ -20,7 +20,15 @@ from ._request import TokenRequest
 from ._token import MAX_RESPONSE_BYTES, RawResponse
 from ._url import redacted_url
 
-__all__ = ["HTTPX", "TIMEOUT_SECONDS", "HTTPLib", "replayable", "send_async", "send_sync"]
+__all__ = [
+    "HTTPX",
+    "TIMEOUT_SECONDS",
+    "HTTPLib",
+    "replayable",
+    "root_cause",
+    "send_async",
+    "send_sync",
+]
 
 #: Timeout of the token clients TokenAuth creates: 10 s for each phase.
 TIMEOUT_SECONDS = 10.0
@@ -157,12 +165,12 @@ def _transport_error(lib: HTTPLib, exc: Exception, url: str) -> TokenTransportEr
     where = redacted_url(url)
     kind = "timed out" if isinstance(exc, lib.TimeoutException) else "failed"
     return TokenTransportError(
-        f"token request to {where} {kind}: {type(exc).__name__}: {_root_cause(exc)[:300]}",
+        f"token request to {where} {kind}: {type(exc).__name__}: {root_cause(exc)[:300]}",
         token_url=where,
     )
 
 
-def _root_cause(exc: BaseException) -> str:
+def root_cause(exc: BaseException) -> str:
     """The most specific message in the exception chain, e.g. the TLS verification error.
 
     httpx's own message is sometimes empty (on trio, a failed TLS handshake is a

@@ -256,7 +256,7 @@ def test_own_client_timeout_is_finite(server: LoopbackServer, http: Lib) -> None
     auth = http.auth_for(base(server) + "/token")
     with http.http.Client(auth=auth, transport=http.api()) as client:
         client.get("https://api.example/")
-    own = auth._sync_client()  # read-only look at the client TokenAuth made
+    own = auth._client()  # read-only look at the client TokenAuth made
     assert own.timeout == http.http.Timeout(10.0)
     assert own.follow_redirects is False
     auth.close()

@@ -1,8 +1,13 @@
 """The token cache and its refresh policy. No I/O, no locks, no clock reads.
 
-Time is always passed in. The drivers read the cache without a lock on the hot
-path: the current entry is one immutable object swapped in a single
-assignment, so a reader sees either the old entry or the new one, never a mix.
+Time is always passed in: ``now`` from the user's clock (seconds since the
+epoch, which token lifetimes are counted in) and, for failure timing, ``mono``
+from a monotonic clock. A cool-down or a retry pause ends when either clock
+says it has passed, so a wall clock stepped back (NTP, a VM resumed) cannot
+keep callers on a remembered error, and a test's injected clock still moves
+it forward. The drivers read the cache without a lock on the hot path: the
+current entry is one immutable object swapped in a single assignment, so a
+reader sees either the old entry or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from dataclasses import dataclass
 from ._errors import ConfigurationError, TokenError
 from ._token import Token, is_finite
 
-__all__ = ["Need", "TokenCache"]
+__all__ = ["MIN_LIFETIME", "Need", "TokenCache"]
+
+#: Lifetimes below this many seconds are treated as this long (a token that
+#: expires in a microsecond would otherwise be fetched again by every caller).
+MIN_LIFETIME = 1.0
 
 #: After a failed early renewal, wait this share of the remaining lifetime
 #: (at least MIN_RETRY, at most MAX_RETRY seconds) before trying again.
@@ -37,7 +46,15 @@ class _Entry:
     token: Token
     refresh_at: float  # start of the early-renewal window (inf: no expiry known)
     expires_at: float  # inf: no expiry known
-    retry_at: float = -math.inf  # no early renewal attempt before this
+    retry_at: float = -math.inf  # no early renewal attempt before this (clock time)
+    retry_mono: float = -math.inf  # ... or before this (monotonic time), whichever is first
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: TokenError
+    until: float  # clock time the cool-down ends
+    until_mono: float  # monotonic time it ends; whichever comes first counts
 
 
 class TokenCache:
@@ -62,7 +79,7 @@ class TokenCache:
         )
         self._cooldown = _seconds("cooldown", cooldown, allow_zero=True)
         self._entry: _Entry | None = None
-        self._failure: tuple[TokenError, float] | None = None  # (error, until)
+        self._failure: _Failure | None = None
 
     @property
     def token(self) -> Token | None:
@@ -76,30 +93,39 @@ class TokenCache:
             return entry.token
         return None
 
-    def need(self, now: float) -> tuple[Need, Token | None, TokenError | None]:
+    def need(
+        self, now: float, mono: float = -math.inf
+    ) -> tuple[Need, Token | None, TokenError | None]:
         """Whether a new token is needed at ``now``, the token usable meanwhile, or the error.
 
         FAILED comes with the error of a fetch that failed less than
         ``cooldown`` seconds ago while no valid token was at hand: every caller
-        in that window gets that error without another request.
+        in that window gets that error without another request. ``mono`` is a
+        monotonic time; a cool-down or retry pause is over once ``now`` or
+        ``mono`` has passed its end.
         """
         entry = self._entry
         if entry is None or now >= entry.expires_at:
             failure = self._failure
-            if failure is not None and now < failure[1]:
-                return Need.FAILED, None, failure[0]
+            if failure is not None and now < failure.until and mono < failure.until_mono:
+                return Need.FAILED, None, failure.error
             return Need.REQUIRED, None, None
-        if now < entry.refresh_at or now < entry.retry_at:
+        if now < entry.refresh_at or (now < entry.retry_at and mono < entry.retry_mono):
             return Need.NONE, entry.token, None
         return Need.OPTIONAL, entry.token, None
 
     def store(self, token: Token, now: float) -> Token:
-        """Cache a newly obtained token and compute its renewal window."""
+        """Cache a newly obtained token and compute its renewal window.
+
+        A lifetime shorter than MIN_LIFETIME is treated as MIN_LIFETIME.
+        """
         self._failure = None
         start = token.received_at if token.received_at is not None else now
         expires_at = token.expires_at
         if expires_at is None and self._default_lifetime is not None:
             expires_at = start + self._default_lifetime
+        if expires_at is not None:
+            expires_at = max(expires_at, start + MIN_LIFETIME)
         if expires_at is None:
             self._entry = _Entry(token, math.inf, math.inf)
         else:
@@ -120,8 +146,8 @@ class TokenCache:
             return True
         return False
 
-    def fetch_failed(self, error: TokenError, now: float) -> Token | None:
-        """A fetch failed at ``now``. Returns the token to keep using, or None.
+    def fetch_failed(self, error: TokenError, now: float, mono: float = math.inf) -> Token | None:
+        """A fetch failed at ``now`` (monotonic ``mono``). Returns the token to keep using, or None.
 
         With a still-valid token: keep it, and try renewing again a little
         later (a tenth of the remaining lifetime, MIN_RETRY to MAX_RETRY s).
@@ -130,10 +156,12 @@ class TokenCache:
         entry = self._entry
         if entry is not None and now < entry.expires_at:
             delay = min(MAX_RETRY, max(MIN_RETRY, (entry.expires_at - now) * RETRY_SHARE))
-            self._entry = _Entry(entry.token, entry.refresh_at, entry.expires_at, now + delay)
+            self._entry = _Entry(
+                entry.token, entry.refresh_at, entry.expires_at, now + delay, mono + delay
+            )
             return entry.token
         if self._cooldown > 0:
-            self._failure = (error, now + self._cooldown)
+            self._failure = _Failure(error, now + self._cooldown, mono + self._cooldown)
         return None
 
 

@@ -9,6 +9,7 @@ core.
 from __future__ import annotations
 
 import importlib
+import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -23,6 +24,7 @@ from ._url import redacted_url
 __all__ = [
     "HTTPX",
     "TIMEOUT_SECONDS",
+    "DeadlineExceededError",
     "HTTPLib",
     "replayable",
     "root_cause",
@@ -80,8 +82,17 @@ class HTTPLib:
 HTTPX = HTTPLib.of(httpx)
 
 
+class DeadlineExceededError(TokenTransportError):
+    """A token request the retry deadline ended (raised by the drivers, turned into a message)."""
+
+
 def send_sync(
-    lib: HTTPLib, client: Any, request: TokenRequest, *, timeout: Any = None
+    lib: HTTPLib,
+    client: Any,
+    request: TokenRequest,
+    *,
+    timeout: Any = None,
+    deadline_at: float | None = None,
 ) -> RawResponse:
     """POST the token request; no redirects, no client-level auth, body capped (SPEC T5, T6).
 
@@ -100,7 +111,7 @@ def send_sync(
             auth=None,
             **extra,
         ) as response:
-            chunks = _Capped(response)
+            chunks = _Capped(response, request.url, deadline_at)
             for chunk in response.iter_bytes():
                 chunks.add(chunk)
     except TokenError:
@@ -138,14 +149,22 @@ async def send_async(lib: HTTPLib, client: Any, request: TokenRequest) -> RawRes
 class _Capped:
     """Collects a response body up to MAX_RESPONSE_BYTES, then refuses it."""
 
-    __slots__ = ("_chunks", "_response", "_size")
+    __slots__ = ("_chunks", "_deadline_at", "_response", "_size", "_url")
 
-    def __init__(self, response: Any) -> None:
+    def __init__(self, response: Any, url: str = "", deadline_at: float | None = None) -> None:
         self._response = response
         self._chunks: list[bytes] = []
         self._size = 0
+        self._url = url
+        self._deadline_at = deadline_at
 
     def add(self, chunk: bytes) -> None:
+        if self._deadline_at is not None and time.monotonic() >= self._deadline_at:
+            where = redacted_url(self._url)
+            raise DeadlineExceededError(
+                f"token request to {where} did not finish within the retry deadline",
+                token_url=where,
+            )
         self._size += len(chunk)
         if self._size > MAX_RESPONSE_BYTES:
             raise UnexpectedTokenResponseError(

@@ -1,0 +1,170 @@
+"""The two interpreters of the acquisition program: blocking calls, or awaits. No rules.
+
+Each takes a program (``_program``), executes the effects it yields and sends
+back their results, or throws their exceptions into it, until it returns. What
+to do and when is the program's; how to do it with threads or an event loop
+is here. Adding a kind of I/O is one effect class and one branch in each.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from ._program import CallProvider, Detach, Effect, Program, Send, Sleep, Wait
+from ._request import TokenRequest
+from ._token import RawResponse
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._program import Acquisition
+
+__all__ = ["Driver", "run_async", "run_sync"]
+
+T = TypeVar("T")
+
+
+class Driver(Protocol):
+    """What the interpreters need from TokenAuth: its acquisition and its token clients."""
+
+    _acquisition: Acquisition
+
+    def _send_sync(self, request: TokenRequest, deadline_at: float) -> RawResponse: ...
+
+    async def _send_async(self, request: TokenRequest, deadline_at: float) -> RawResponse: ...
+
+
+class _Steps(Generic[T]):
+    """Feeds a program the results of its effects; the interpreters only execute them."""
+
+    __slots__ = ("error", "program", "result", "value")
+
+    def __init__(self, program: Program[T]) -> None:
+        self.program = program
+        self.value: object = None
+        self.error: BaseException | None = None  # thrown in next: cancellation too, so flights land
+
+    def next(self) -> Effect[Any] | None:
+        """The next effect, or None once the program has returned its ``result``."""
+        try:
+            if self.error is None:
+                effect = self.program.send(self.value)
+            else:
+                effect = self.program.throw(self.error)
+        except StopIteration as stop:
+            self.result: T = stop.value
+            return None
+        self.value, self.error = None, None
+        return effect
+
+
+def run_sync(driver: Driver, program: Program[T]) -> T:
+    """Run ``program`` to its end in this thread, blocking for each effect."""
+    steps = _Steps(program)
+    while (effect := steps.next()) is not None:
+        try:
+            steps.value = _execute_sync(driver, effect)
+        except BaseException as exc:
+            steps.error = exc
+    return steps.result
+
+
+def _execute_sync(driver: Driver, effect: Effect[Any]) -> object:
+    if isinstance(effect, Send):
+        return driver._send_sync(effect.request, effect.deadline_at)
+    if isinstance(effect, Sleep):
+        time.sleep(effect.seconds)
+        return None
+    if isinstance(effect, Wait):
+        return effect.flight.done.wait(max(0.0, effect.until - time.monotonic()))
+    if isinstance(effect, CallProvider):
+        return effect.fetch()
+    if isinstance(effect, Detach):
+        return run_sync(driver, effect.program)
+    raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - a programming error
+
+
+async def run_async(driver: Driver, program: Program[T]) -> T:
+    """Run ``program`` to its end in this task, awaiting each effect."""
+    steps = _Steps(program)
+    while (effect := steps.next()) is not None:
+        try:
+            steps.value = await _execute_async(driver, effect)
+        except BaseException as exc:
+            steps.error = exc
+    return steps.result
+
+
+async def _execute_async(driver: Driver, effect: Effect[Any]) -> object:
+    anyio = _anyio()
+    if isinstance(effect, Send):
+        return await driver._send_async(effect.request, effect.deadline_at)
+    if isinstance(effect, Sleep):
+        await anyio.sleep(effect.seconds)
+        return None
+    if isinstance(effect, Wait):
+        return await _wait(driver, effect)
+    if isinstance(effect, CallProvider):
+        if effect.is_async:
+            return await effect.fetch()
+        # A thread from a limiter of its own, not the shared pool, which sync callers
+        # waiting for this very fetch may be holding.
+        return await anyio.to_thread.run_sync(effect.fetch, limiter=anyio.CapacityLimiter(1))
+    if isinstance(effect, Detach):
+        if not _on_asyncio():
+            return await run_async(driver, effect.program)
+        # On asyncio the fetch runs as a task of its own, so that a caller's timeout
+        # or cancellation cannot abort the fetch others wait for.
+        import asyncio  # noqa: PLC0415  (already loaded: we are running on it)
+
+        task = asyncio.ensure_future(run_async(driver, effect.program))
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+    raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - a programming error
+
+
+async def _wait(driver: Driver, effect: Wait) -> bool:
+    """Wait for a flight without blocking the event loop; cancellable; bounded."""
+    anyio, flight = _anyio(), effect.flight
+    with anyio.move_on_after(max(0.0, effect.until - time.monotonic())):
+        if flight.owner == threading.get_ident():  # a task on this loop is fetching
+            landed = anyio.Event()
+            if driver._acquisition.register_waker(flight, landed.set):
+                await landed.wait()
+            return True
+        # A thread, or a loop in another thread, is fetching: its events cannot wake
+        # this loop, so look at its threading.Event now and then.
+        pause = 0.001
+        while not flight.done.is_set():
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+    return flight.done.is_set()
+
+
+def _anyio() -> ModuleType:
+    """anyio, for the async interpreter only: sync users do not pay for importing it."""
+    import anyio.to_thread  # noqa: PLC0415
+
+    return anyio
+
+
+def _on_asyncio() -> bool:
+    """Whether this task runs on asyncio (else trio), without importing asyncio for it."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a detached fetch's outcome as seen: its callers may have gone away."""
+    if not task.cancelled():
+        task.exception()

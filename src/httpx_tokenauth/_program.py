@@ -1,0 +1,489 @@
+"""Every rule of getting a token, written once, as a program of effects. No I/O.
+
+``Acquisition.acquire`` is a generator, the way httpx writes an auth scheme as
+``auth_flow``: it yields an *effect* (send this token request, sleep this long,
+wait for the fetch in flight, call the user's provider) and receives the
+result, or has the exception thrown into it. The interpreters in
+``_interpret.py`` execute effects with blocking calls or awaits and contain no
+rule; everything that decides lives here:
+
+* the cache and the refresh decision (``_cache.TokenCache.need``),
+* single flight: one fetch for every thread and task of a TokenAuth,
+* retries, backoff and the deadline of one acquisition (``_retry``),
+* keeping a valid token through a failed early renewal, and the cool-down.
+
+Tests drive it by stepping it (``tests/test_program.py``): scripted results in,
+effects out, no network, no sleeps, no threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+from ._cache import Need, TokenCache
+from ._errors import ConfigurationError, ProviderError, TokenError, TokenTransportError
+from ._providers import AsyncTokenProvider, Grant, TokenProvider
+from ._request import TokenRequest
+from ._retry import RetryPolicy, RetryState
+from ._token import RawResponse, Token
+
+__all__ = [
+    "WAIT_MARGIN",
+    "Acquisition",
+    "CallProvider",
+    "Detach",
+    "Effect",
+    "Flight",
+    "Program",
+    "Send",
+    "Sleep",
+    "Wait",
+    "perform",
+    "reset_after_fork",
+]
+
+logger = logging.getLogger("httpx_tokenauth")
+
+T = TypeVar("T")
+
+#: How much longer than the retry deadline a caller waits for someone else's
+#: fetch before it concludes that fetch is stranded and fetches itself.
+WAIT_MARGIN = 1.0
+
+
+# -- effects: what the program asks the interpreters to do ---------------------------------
+
+
+class Effect(Generic[T]):
+    """Something the program needs done; ``T`` is what the interpreter sends back."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Send(Effect[RawResponse]):
+    """POST ``request`` to the token endpoint; give up at ``deadline_at`` (monotonic).
+
+    Back: the RawResponse. Thrown in: a TokenTransportError (a
+    ``DeadlineExceededError`` when the deadline ended it).
+    """
+
+    request: TokenRequest
+    deadline_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep(Effect[None]):
+    """Pause this caller for ``seconds``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wait(Effect[bool]):
+    """Wait until ``flight`` lands or the monotonic time ``until``. Back: whether it landed."""
+
+    flight: Flight
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallProvider(Effect[object]):
+    """Call the user's provider: ``fetch()`` (awaited when ``is_async``). Back: what it returned.
+
+    A sync provider called from async code runs in a worker thread.
+    """
+
+    fetch: Callable[[], Any]
+    is_async: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Detach(Effect[T]):
+    """Run ``program`` so that this caller's cancellation cannot abort it (others wait on it).
+
+    On asyncio it runs as a task of its own; elsewhere, in line.
+    """
+
+    program: Program[T]
+
+
+Program = Generator[Effect[Any], object, T]
+
+
+def perform(effect: Effect[T]) -> Generator[Effect[Any], object, T]:
+    """``result = yield from perform(effect)``: the one place an effect's result is typed."""
+    return cast(T, (yield effect))
+
+
+# -- single flight --------------------------------------------------------------------------
+
+
+class Flight:
+    """One token fetch in progress, which sync and async callers alike wait for.
+
+    ``done`` wakes threads; ``wakers`` are set by tasks on the owner's own
+    thread (its event loop) to be woken without polling. ``token`` is what the
+    fetch obtained, handed to its waiters even if, by their clock, it has
+    already expired.
+    """
+
+    __slots__ = ("done", "owner", "started", "token", "wakers")
+
+    def __init__(self, started: float) -> None:
+        self.done = threading.Event()
+        self.owner = threading.get_ident()
+        self.started = started
+        self.token: Token | None = None
+        self.wakers: list[Callable[[], object]] = []
+
+
+# -- the program --------------------------------------------------------------------------
+
+
+class Acquisition:
+    """The token of one TokenAuth: its cache, its fetch in flight, and how to get a new one."""
+
+    def __init__(
+        self,
+        provider: Grant | TokenProvider | AsyncTokenProvider,
+        *,
+        cache: TokenCache,
+        retry: RetryPolicy,
+        clock: Callable[[], float],
+        source: str,
+        host: str | None,
+        lib_name: str,
+    ) -> None:
+        self.provider = provider
+        self.cache = cache
+        self.retry = retry
+        self.clock = clock
+        self.monotonic: Callable[[], float] = time.monotonic
+        self.source = source
+        self.host = host
+        self.lib_name = lib_name
+        self.flight: Flight | None = None
+        self.guard = threading.Lock()  # held for a few instructions, never across I/O
+        reset_after_fork(self)
+
+    # -- acquiring: one fetch for many callers ------------------------------------------
+
+    def acquire(self, *, blocking: bool) -> Program[Token]:
+        """A usable token: the cached one, one a fetch in flight brings, or a new one.
+
+        ``blocking`` says the caller is a thread (sync interpreter) rather than
+        a task.
+        """
+        while True:
+            need, current, error = self.cache.need(self.now(), self.monotonic())
+            if (token := _settled(need, current, error)) is not None:
+                return token
+            flight, mine = self._board()
+            if mine:
+                renewing = current is not None
+                return (yield from perform(Detach(self._fly(flight, renewing, blocking))))
+            if need is Need.OPTIONAL and current is not None:
+                return current  # someone is renewing; the old token is still valid
+            if blocking and flight.owner == threading.get_ident():
+                # The fetch belongs to an event loop running in this very thread, which
+                # this blocking call is holding up: waiting would deadlock, so fetch too.
+                return self._store((yield from self._fetch(renewing=False, blocking=True)))
+            until = flight.started + self.retry.deadline + WAIT_MARGIN
+            landed = yield from perform(Wait(flight, until))
+            if not landed:
+                self._strand(flight)
+                continue
+            if (token := flight.token) is not None and self.cache.token is token:
+                return token  # fetched for us: ours even if it is already past its expiry
+            # The fetch failed, or its token was rejected since: look again.
+
+    def _fly(self, flight: Flight, renewing: bool, blocking: bool) -> Program[Token]:
+        """Fetch as the flight's owner, and always land the flight."""
+        try:
+            settled = _settled(*self.cache.need(self.now(), self.monotonic()))
+            if settled is not None:
+                return settled  # renewed (or failed) just before we boarded
+            try:
+                token = yield from self._fetch(renewing=renewing, blocking=blocking)
+            except TokenError as exc:
+                return self._fetch_failed(exc)
+            flight.token = self._store(token)
+            return flight.token
+        finally:
+            self._land(flight)
+
+    def _board(self) -> tuple[Flight, bool]:
+        """Join the fetch in progress, or start one: (flight, whether it is ours to fly)."""
+        with self.guard:
+            if self.flight is not None:
+                return self.flight, False
+            self.flight = Flight(self.monotonic())
+            return self.flight, True
+
+    def _land(self, flight: Flight) -> None:
+        """The fetch is over (done, failed or cancelled): let every waiter re-check the cache."""
+        with self.guard:
+            if self.flight is flight:
+                self.flight = None
+            flight.done.set()
+            wakers, flight.wakers = flight.wakers, []
+        for wake in wakers:
+            wake()
+
+    def _strand(self, flight: Flight) -> None:
+        """A fetch that never landed (its loop stopped, its provider hangs): stop waiting for it."""
+        with self.guard:
+            if self.flight is not flight:
+                return
+            self.flight = None
+        logger.warning(
+            "the token fetch in progress for %s did not finish within %.1f s of the retry "
+            "deadline; fetching again (was its event loop stopped?)",
+            self.source,
+            self.retry.deadline + WAIT_MARGIN,
+            extra={"event": "fetch_stranded", "token_endpoint": self.source, "host": self.host},
+        )
+
+    def register_waker(self, flight: Flight, wake: Callable[[], object]) -> bool:
+        """For interpreters: call ``wake`` when ``flight`` lands. False if it already has."""
+        with self.guard:
+            if flight.done.is_set():
+                return False
+            flight.wakers.append(wake)
+            return True
+
+    def _store(self, token: Token) -> Token:
+        with self.guard:
+            return self.cache.store(token, self.now())
+
+    def invalidate(self, token: Token) -> bool:
+        with self.guard:
+            return self.cache.invalidate(token)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: no fetch is in flight here, whatever the parent was doing."""
+        self.flight = None
+        self.guard = threading.Lock()
+
+    # -- fetching: bounded retries at the token endpoint ----------------------------------
+
+    def _fetch(self, *, renewing: bool, blocking: bool) -> Program[Token]:
+        provider = self.provider
+        if not isinstance(provider, Grant):
+            result = yield from self._call_provider(provider, blocking)
+            return self._fetched(_check_provided(result, self.source))
+        policy = self.policy_for(renewing)
+        retry = policy.start(self.monotonic())
+        deadline_at = retry.started + policy.deadline
+        while True:
+            if self.monotonic() >= deadline_at:
+                raise self._deadline_error(policy)
+            try:
+                request = provider.token_request(self.now())
+                raw = yield from perform(Send(request, deadline_at))
+                token = provider.parse_response(raw, received_at=self.now())
+                return self._fetched(token)
+            except _DEADLINE as exc:  # never retried: the time is up
+                raise self._deadline_error(policy) from exc
+            except TokenError as exc:
+                if (delay := self._retry_delay(retry, exc)) is None:
+                    raise
+            yield from perform(Sleep(delay))
+
+    def _call_provider(
+        self, provider: TokenProvider | AsyncTokenProvider, blocking: bool
+    ) -> Program[object]:
+        if isinstance(provider, AsyncTokenProvider) and not blocking:
+            effect = CallProvider(provider.afetch_token, is_async=True)
+        elif isinstance(provider, TokenProvider):
+            effect = CallProvider(provider.fetch_token, is_async=False)
+        else:
+            raise ConfigurationError(
+                f"{type(provider).__name__} has only async afetch_token(): use this TokenAuth "
+                f"with {self.lib_name}.AsyncClient, or give the provider a fetch_token() method"
+            )
+        try:
+            return (yield from perform(effect))
+        except TokenError:
+            raise
+        except Exception as exc:
+            raise ProviderError(
+                f"token provider {self.source} failed: {type(exc).__name__} (see the "
+                "exception's __cause__)"
+            ) from exc
+
+    def policy_for(self, renewing: bool) -> RetryPolicy:
+        """Full retries when callers need a token; one attempt while the current one is valid.
+
+        An early renewal is made by a caller that could use the valid token: it
+        should wait for one attempt at most (within the same deadline), and try
+        again later if it fails.
+        """
+        return dataclasses.replace(self.retry, attempts=1) if renewing else self.retry
+
+    def now(self) -> float:
+        """The user's clock, checked: a clock that breaks later gives a typed error, not a crash."""
+        try:
+            value = self.clock()
+        except Exception as exc:
+            raise ConfigurationError(
+                f"the clock passed to TokenAuth raised {type(exc).__name__}; it must return "
+                "the time in seconds since the epoch, like time.time"
+            ) from exc
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise ConfigurationError(
+                "the clock passed to TokenAuth returned "
+                f"{type(value).__name__} {str(value)[:40]!r}; it must return the time in "
+                "seconds since the epoch as a finite number, like time.time"
+            )
+        return float(value)
+
+    def _deadline_error(self, policy: RetryPolicy) -> TokenTransportError:
+        return TokenTransportError(
+            f"token request to {self.source} did not finish within the retry deadline "
+            f"({policy.deadline:g} s)",
+            token_url=self.source,
+        )
+
+    def _fetch_failed(self, exc: TokenError) -> Token:
+        """Keep a still-valid token through a failed renewal; otherwise raise (and cool down)."""
+        if isinstance(exc, ConfigurationError):
+            raise exc  # a usage error, not the server's: nothing to cool down from
+        now = self.now()
+        with self.guard:
+            kept = self.cache.fetch_failed(exc, now, self.monotonic())
+        if kept is None:
+            raise exc
+        logger.warning(
+            "early token renewal from %s failed (%s); the current token is still valid and "
+            "stays in use",
+            self.source,
+            type(exc).__name__,
+            extra={
+                "event": "renewal_failed",
+                "token_endpoint": self.source,
+                "host": self.host,
+                "outcome": type(exc).__name__,
+                "expires_in": kept.expires_in(now),
+            },
+        )
+        return kept
+
+    def _retry_delay(self, retry: RetryState, exc: TokenError) -> float | None:
+        """How long to wait before the next token request, or None to give up."""
+        attempt = retry.attempt
+        delay = retry.delay(exc, self.monotonic())
+        if delay is not None:
+            logger.info(
+                "token request %d to %s failed (%s); retrying in %.2f s",
+                attempt,
+                self.source,
+                type(exc).__name__,
+                delay,
+                extra={
+                    "event": "token_request_retry",
+                    "token_endpoint": self.source,
+                    "host": self.host,
+                    "attempt": attempt,
+                    "outcome": type(exc).__name__,
+                    "delay": delay,
+                },
+            )
+        return delay
+
+    def _fetched(self, token: Token) -> Token:
+        expires_in = token.expires_in(self.now())
+        logger.debug(
+            "token fetched from %s, expires in %s s",
+            self.source,
+            "unknown" if expires_in is None else round(expires_in),
+            extra={
+                "event": "token_fetched",
+                "token_endpoint": self.source,
+                "host": self.host,
+                "expires_in": expires_in,
+                "scope": " ".join(token.scope) if token.scope else None,
+            },
+        )
+        return token
+
+
+def _settled(need: Need, current: Token | None, error: TokenError | None) -> Token | None:
+    """The token to use now, or raise the remembered error; None if a fetch is needed."""
+    if need is Need.NONE:
+        return current
+    if need is Need.FAILED and error is not None:
+        raise _fresh(error)
+    return None
+
+
+def _fresh(error: TokenError) -> TokenError:
+    """A copy of a remembered error for one more caller.
+
+    Raising the one stored object to every caller would pile all their
+    tracebacks onto it, and show each caller the others' exception context.
+    """
+    copy = type(error).__new__(type(error))
+    copy.args = error.args
+    copy.__dict__.update(error.__dict__)
+    copy.__cause__ = error.__cause__
+    copy.__suppress_context__ = True
+    return copy
+
+
+def _check_provided(token: object, source: str) -> Token:
+    if not isinstance(token, Token):
+        raise ProviderError(
+            f"{source} returned {type(token).__name__}, not a Token: return "
+            "Token(access_token, expires_at=...)"
+        )
+    return token
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _deadline_type() -> type[TokenTransportError]:
+    from ._transport import DeadlineExceededError  # noqa: PLC0415  (no import cycle at load)
+
+    return DeadlineExceededError
+
+
+_DEADLINE = _deadline_type()
+
+
+class _ForkReset(Protocol):
+    def reset_after_fork(self) -> None: ...
+
+
+#: Everything holding per-process state (flights, locks, connections), so that a
+#: forked child starts clean instead of waiting for a fetch its parent is making.
+_LIVE: weakref.WeakSet[_ForkReset] = weakref.WeakSet()
+
+
+def reset_after_fork(obj: _ForkReset) -> None:
+    """Have ``obj.reset_after_fork()`` called in every child forked from now on."""
+    _LIVE.add(obj)
+
+
+def _after_fork_in_child() -> None:
+    for obj in list(_LIVE):
+        obj.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import hashlib
 from typing import ClassVar, Protocol
 from urllib.parse import quote_plus
 
@@ -87,13 +88,28 @@ def check_secret(method: str, client_secret: str | None) -> str:
     return client_secret
 
 
+def digest(secret: str | bytes) -> str:
+    """A SHA-256 of a secret, for cache identities (which a store hashes again, keyed)."""
+    data = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hashlib.sha256(data).hexdigest()
+
+
+def identity_of(authenticator: object) -> tuple[str, ...]:
+    """What an authenticator contributes to a cache identity (SPEC F1): who it says we are."""
+    identity = getattr(authenticator, "identity", ("no-client-auth",))
+    return tuple(identity)
+
+
 class _Static:
     """An Authenticator whose credentials never change. Its repr shows none of them."""
 
-    __slots__ = ("_credentials",)
+    __slots__ = ("_credentials", "identity")
 
-    def __init__(self, headers: tuple[tuple[str, str], ...], form: Form) -> None:
+    def __init__(
+        self, headers: tuple[tuple[str, str], ...], form: Form, identity: tuple[str, ...] = ()
+    ) -> None:
         self._credentials: Credentials = (headers, form)
+        self.identity = identity
 
     def authenticate(self, now: float) -> Credentials:
         return self._credentials
@@ -116,7 +132,7 @@ class ClientSecretBasic(ClientAuth):
         secret = check_secret(self.method, client_secret)
         userpass = f"{quote_plus(client_id, safe='')}:{quote_plus(secret, safe='')}"
         header = "Basic " + base64.b64encode(userpass.encode("ascii")).decode("ascii")
-        return _Static((("Authorization", header),), ())
+        return _Static((("Authorization", header),), (), (self.method, client_id, digest(secret)))
 
 
 class ClientSecretPost(ClientAuth):
@@ -130,4 +146,8 @@ class ClientSecretPost(ClientAuth):
 
     def bind(self, *, client_id: str, client_secret: str | None, token_url: str) -> Authenticator:
         secret = check_secret(self.method, client_secret)
-        return _Static((), (("client_id", client_id), ("client_secret", secret)))
+        return _Static(
+            (),
+            (("client_id", client_id), ("client_secret", secret)),
+            (self.method, client_id, digest(secret)),
+        )

@@ -31,10 +31,12 @@ from ._client_auth import (
     Credentials,
     check_client_id,
     check_secret,
+    digest,
+    identity_of,
 )
 from ._errors import AssertionSigningError, ConfigurationError, InvalidGrantError
 from ._keys import certificate_thumbprint, check_algorithm, hmac_key, load_signing_key
-from ._providers import RESERVED_PARAMS, Grant
+from ._providers import RESERVED_PARAMS, Grant, form_identity
 from ._request import Form, TokenRequest, normalize_extra_params, normalize_multi
 from ._token import RawResponse, Token
 from ._url import redacted_url
@@ -113,6 +115,26 @@ class _Signer:
     def algorithm(self) -> str:
         return self._algorithm
 
+    @property
+    def identity(self) -> tuple[str, ...]:
+        """Algorithm, headers, extra claims and a digest of the (public) key: no secret."""
+        key = self._key
+        if isinstance(key, bytes):
+            key_digest = digest(key)
+        else:
+            from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+            public = key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            key_digest = digest(public)
+        return (
+            self._algorithm,
+            key_digest,
+            json.dumps(self._headers, sort_keys=True),
+            json.dumps(self._extra, sort_keys=True, default=str),
+        )
+
     def mint(self, now: float, *, issuer: str, subject: str, audience: str) -> str:
         """A new assertion: ``iat`` = ``now`` in whole seconds, ``exp`` one lifetime later."""
         if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
@@ -168,6 +190,10 @@ class _ClientAssertion:
         self._client_id = client_id
         self._audience = audience
 
+    @property
+    def identity(self) -> tuple[str, ...]:
+        return (self._method, self._client_id, self._audience, *self._signer.identity)
+
     def authenticate(self, now: float) -> Credentials:
         """SPEC K1, K2: ``iss`` = ``sub`` = client_id; ``client_id`` is sent alongside."""
         assertion = self._signer.mint(
@@ -186,10 +212,11 @@ class _ClientAssertion:
 class _PublicClient:
     """RFC 6749 §3.2.1: an unauthenticated client names itself with ``client_id``."""
 
-    __slots__ = ("_form",)
+    __slots__ = ("_form", "identity")
 
     def __init__(self, client_id: str) -> None:
         self._form: Form = (("client_id", client_id),)
+        self.identity = ("public-client", client_id)
 
     def authenticate(self, now: float) -> Credentials:
         return (), self._form
@@ -456,6 +483,20 @@ class JWTBearerGrant(Grant):
     @property
     def client_id(self) -> str | None:
         return self._client_id
+
+    def cache_identity(self) -> tuple[str, ...]:
+        """SPEC F1: issuer, subject, audience, the signing key and everything sent but the
+        assertion itself."""
+        return (
+            JWT_BEARER_GRANT_TYPE,
+            self._token_url,
+            f"iss={self._issuer}",
+            f"sub={self._subject}",
+            f"aud={self._audience}",
+            *self._signer.identity,
+            *form_identity(self._form),
+            *identity_of(self._authenticator),
+        )
 
     def token_request(self, now: float) -> TokenRequest:
         """SPEC J1, J5, J8: a newly minted assertion for the request made at ``now``."""

@@ -16,7 +16,13 @@ import abc
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from ._client_auth import Authenticator, ClientAuth, ClientSecretBasic, check_client_id
+from ._client_auth import (
+    Authenticator,
+    ClientAuth,
+    ClientSecretBasic,
+    check_client_id,
+    identity_of,
+)
 from ._errors import ConfigurationError
 from ._request import (
     BASE_HEADERS,
@@ -72,6 +78,15 @@ class AsyncTokenProvider(Protocol):
         ...
 
 
+def form_identity(form: Form) -> tuple[str, ...]:
+    """The form's parameters as ``name=value``, sorted, with scope tokens sorted too."""
+    fields = [
+        f"{name}={' '.join(sorted(value.split(' '))) if name == 'scope' else value}"
+        for name, value in form
+    ]
+    return tuple(sorted(fields))
+
+
 class Grant(abc.ABC):
     """A sans-I/O OAuth 2.0 grant: builds token requests, parses token responses."""
 
@@ -96,6 +111,15 @@ class Grant(abc.ABC):
     @property
     def scope(self) -> tuple[str, ...] | None:
         return self._scope
+
+    def cache_identity(self) -> tuple[str, ...]:
+        """Everything that shapes the token this grant obtains (SPEC F1, S3).
+
+        Two grants share a cached token in a shared store only when their
+        identities are equal. Secrets appear only as digests; the store hashes
+        the whole identity again under its own key.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no cache identity")
 
     @abc.abstractmethod
     def token_request(self, now: float) -> TokenRequest:
@@ -176,6 +200,14 @@ class ClientCredentials(Grant):
     @property
     def client_id(self) -> str:
         return self._client_id
+
+    def cache_identity(self) -> tuple[str, ...]:
+        return (
+            "client_credentials",
+            self._token_url,
+            *form_identity(self._form),
+            *identity_of(self._authenticator),
+        )
 
     def token_request(self, now: float) -> TokenRequest:
         return self._build(self._form, self._authenticator, now)

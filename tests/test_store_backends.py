@@ -1006,3 +1006,39 @@ async def test_f1_on_a_cluster_entry_and_lock_share_a_slot_and_every_op_works(
     finally:
         sync_client.close()
         await async_client.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_sentinel_managed_clients_work(anyio_backend: str, own_valkey: ValkeyServer) -> None:
+    """Clients from a real Sentinel's master_for (blocking and asyncio) carry out every op."""
+    import redis.asyncio.sentinel
+    import redis.sentinel
+
+    monitor = f"sentinel monitor tokens {own_valkey.host} {own_valkey.port} 1\n"
+    with ValkeyServer(config=monitor, args=["--sentinel"]) as sentinel:
+        nodes = [(sentinel.host, sentinel.port)]
+        sync_sentinel = redis.sentinel.Sentinel(nodes, socket_timeout=1)
+        async_sentinel = redis.asyncio.sentinel.Sentinel(nodes, socket_timeout=1)
+        sync_client = sync_sentinel.master_for("tokens", socket_timeout=1)
+        async_client = async_sentinel.master_for("tokens", socket_timeout=1)
+        try:
+            store = RedisTokenStore(sync_client, async_client, encryption_key=KEY)
+            names = store.entry_names(IDENTITY)
+            fence = new_fence()
+            store.execute(Put(names, a_token(), ttl_ms=60_000))
+            assert own_valkey.command("DBSIZE") == 1  # written on the primary it monitors
+            got = await store.aexecute(Get(names))
+            assert got is not None
+            assert got.access_token == ACCESS_TOKEN
+            assert await store.aexecute(Lock(names, fence, ttl_ms=60_000)) is True
+            assert store.execute(Unlock(names, fence)) is True
+            assert store.execute(DeleteIf(names, got)) is True
+            assert own_valkey.command("DBSIZE") == 0
+        finally:
+            sync_client.close()
+            await async_client.aclose()
+            for node in sync_sentinel.sentinels:
+                node.close()
+            for async_node in async_sentinel.sentinels:
+                await async_node.aclose()

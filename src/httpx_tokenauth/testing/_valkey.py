@@ -99,7 +99,11 @@ class ValkeyServer:
 
     ``pause()`` / ``resume()`` stop and continue the process (SIGSTOP/SIGCONT):
     a server that accepts connections and never answers. ``args`` are extra
-    server options (``["--cluster-enabled", "yes"]``).
+    server options (``["--cluster-enabled", "yes"]``); ``config`` is the text of
+    a configuration file to start from (a Sentinel needs one it can rewrite)::
+
+        ValkeyServer(config=f"sentinel monitor main 127.0.0.1 {primary.port} 1\n",
+                     args=["--sentinel"])
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class ValkeyServer:
         binary: str | None = None,
         port: int | None = None,
         args: Sequence[str] = (),
+        config: str | None = None,
     ) -> None:
         found = binary or find_valkey_server()
         if found is None:
@@ -119,6 +124,7 @@ class ValkeyServer:
         self.host = _HOST
         self.port = port or _free_port()
         self.args = list(args)
+        self.config = config
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
 
@@ -142,8 +148,15 @@ class ValkeyServer:
             return self
         self._dir = self._dir or tempfile.mkdtemp(prefix="httpx-tokenauth-valkey-")
         log = open(os.path.join(self._dir, "server.log"), "ab")  # noqa: SIM115 - the child's
+        first: list[str] = []
+        if self.config is not None:
+            first.append(os.path.join(self._dir, "valkey.conf"))
+            if not os.path.exists(first[0]):  # a Sentinel rewrites its own; keep that
+                with open(first[0], "w") as f:
+                    f.write(self.config)
         command = [
             self.binary,
+            *first,
             "--port", str(self.port),
             "--bind", self.host,
             "--save", "",

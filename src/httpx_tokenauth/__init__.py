@@ -38,6 +38,9 @@ from ._errors import (
 from ._jwt import ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
 from ._providers import AsyncTokenProvider, ClientCredentials, TokenProvider
 from ._retry import RetryPolicy
+from ._store import TokenStore, generate_encryption_key
+from ._store_file import FileTokenStore
+from ._store_redis import RedisTokenStore
 from ._token import Token
 
 __version__ = "0.1.0"
@@ -52,6 +55,7 @@ __all__ = [
     "ClientSecretJWT",
     "ClientSecretPost",
     "ConfigurationError",
+    "FileTokenStore",
     "InsecureTransportError",
     "InvalidClientError",
     "InvalidGrantError",
@@ -61,6 +65,7 @@ __all__ = [
     "JWTBearerGrant",
     "PrivateKeyJWT",
     "ProviderError",
+    "RedisTokenStore",
     "RetryPolicy",
     "Token",
     "TokenAuth",
@@ -68,10 +73,12 @@ __all__ = [
     "TokenError",
     "TokenProvider",
     "TokenResponseError",
+    "TokenStore",
     "TokenTransportError",
     "UnauthorizedClientError",
     "UnexpectedTokenResponseError",
     "UnsupportedGrantTypeError",
     "UnsupportedTokenTypeError",
     "bearer_challenge",
+    "generate_encryption_key",
 ]

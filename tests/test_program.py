@@ -17,12 +17,14 @@ import pytest
 from httpx_tokenauth import (
     ClientCredentials,
     ConfigurationError,
+    FileTokenStore,
     ProviderError,
     RetryPolicy,
     Token,
     TokenAuth,
     TokenTransportError,
     UnexpectedTokenResponseError,
+    generate_encryption_key,
 )
 from httpx_tokenauth._program import (
     WAIT_MARGIN,
@@ -33,8 +35,10 @@ from httpx_tokenauth._program import (
     Program,
     Send,
     Sleep,
+    StoreCall,
     Wait,
 )
+from httpx_tokenauth._store import StoreUnavailable
 from httpx_tokenauth._token import RawResponse
 from httpx_tokenauth._transport import DeadlineExceededError
 
@@ -433,3 +437,214 @@ def test_a_failed_flight_lands_and_the_next_caller_can_board() -> None:
     effects, result = step(auth._acquisition.acquire(blocking=True), script(ok()))
     assert kinds(effects) == ["Send"]
     assert isinstance(result, Token)
+
+
+# -- the shared store (SPEC F2-F5): one fetch for the fleet ----------------------------------
+
+
+@pytest.fixture
+def fleet(tmp_path: Any) -> Callable[..., TokenAuth]:
+    """TokenAuth with a shared store whose operations the test answers by hand."""
+    store = FileTokenStore(tmp_path, encryption_key=generate_encryption_key())
+
+    def build(times: Times, **kwargs: Any) -> TokenAuth:
+        return make(times, store=store, **kwargs)
+
+    return build
+
+
+def store_script(*answers: object) -> Responder:
+    """Answer effects in order: a StoreCall with the next answer for its operation type."""
+    queue = list(answers)
+
+    def respond(effect: Effect[Any]) -> object:
+        if isinstance(effect, Sleep):
+            return None
+        op_or_send, answer = queue.pop(0)
+        kind = type(effect.op).__name__ if isinstance(effect, StoreCall) else type(effect).__name__
+        assert kind == op_or_send, f"expected {op_or_send}, got {kind}"
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    return respond
+
+
+def ops(effects: list[Effect[Any]]) -> list[str]:
+    return [type(e.op).__name__ if isinstance(e, StoreCall) else type(e).__name__ for e in effects]
+
+
+def shared_token(times: Times, value: str = "fleet-1", lifetime: float = 3600) -> Token:
+    return Token(value, expires_at=times.wall + lifetime, received_at=times.wall)
+
+
+def test_f6_a_usable_shared_token_is_adopted_without_a_token_request(fleet: Any) -> None:
+    """Another process's token in the store is used: one Get, no lease, no Send."""
+    times = Times()
+    auth = fleet(times)
+    token = shared_token(times)
+    effects, result = step(auth._acquisition.acquire(blocking=True), store_script(("Get", token)))
+    assert ops(effects) == ["Get"]
+    assert result is token
+    assert auth._cache.fresh(times.wall) is token
+
+
+def test_f2_a_miss_takes_the_lease_fetches_shares_and_releases(fleet: Any) -> None:
+    """Nothing shared: lease, look once more, fetch, Put with the token's lifetime, Unlock."""
+    times = Times()
+    auth = fleet(times)
+    effects, result = step(
+        auth._acquisition.acquire(blocking=True),
+        store_script(
+            ("Get", None), ("Lock", True), ("Get", None), ("Send", ok("t1", 600)),
+            ("Put", None), ("Unlock", True),
+        ),
+    )  # fmt: skip
+    assert ops(effects) == ["Get", "Lock", "Get", "Send", "Put", "Unlock"]
+    put = effects[4]
+    assert isinstance(put, StoreCall)
+    assert put.op.ttl_ms == 600_000
+    assert isinstance(result, Token)
+    assert result.access_token == "t1"
+
+
+def test_f2_a_held_lease_is_waited_for_by_polling_with_backoff(fleet: Any) -> None:
+    """Someone else fetching: sleep, look, sleep longer, look; adopt what they shared."""
+    times = Times()
+    auth = fleet(times)
+    theirs = shared_token(times)
+    effects, result = step(
+        auth._acquisition.acquire(blocking=True),
+        store_script(
+            ("Get", None), ("Lock", False), ("Get", None), ("Lock", False), ("Get", theirs),
+        ),
+    )  # fmt: skip
+    assert ops(effects) == ["Get", "Lock", "Sleep", "Get", "Lock", "Sleep", "Get"]
+    pauses = [e.seconds for e in effects if isinstance(e, Sleep)]
+    assert pauses[1] == 2 * pauses[0]
+    assert result is theirs
+
+
+def test_f2_a_waiter_past_the_lease_fetches_for_itself(fleet: Any) -> None:
+    """A lease held past its bound (a stuck holder): the waiter stops waiting and fetches."""
+    times = Times()
+    auth = fleet(times, retry=RetryPolicy(deadline=1.0))
+    answers = store_script(
+        ("Get", None), ("Lock", False), ("Get", None), ("Lock", False), ("Send", ok("mine"))
+    )
+
+    def respond(effect: Effect[Any]) -> object:
+        if isinstance(effect, Sleep):
+            times.advance(5.0)  # longer than the 2 s lease
+            return None
+        return answers(effect)
+
+    effects, result = step(auth._acquisition.acquire(blocking=True), respond)
+    assert ops(effects) == ["Get", "Lock", "Sleep", "Get", "Lock", "Send"]
+    assert isinstance(result, Token)
+    assert result.access_token == "mine"
+
+
+def test_f3_a_rejected_token_is_compare_deleted_and_not_adopted(fleet: Any) -> None:
+    """After a 401 for token T, a shared T is deleted only if it is still T, never reused."""
+    times = Times()
+    auth = fleet(times)
+    acq = auth._acquisition
+    rejected = shared_token(times, "old")
+    acq.cache.store(rejected, times.wall)
+    acq.invalidate(rejected)
+    effects, result = step(
+        acq.acquire(blocking=True),
+        store_script(
+            ("Get", rejected), ("DeleteIf", True), ("Lock", True), ("Get", None),
+            ("Send", ok("new")), ("Put", None), ("Unlock", True),
+        ),
+    )  # fmt: skip
+    assert ops(effects) == ["Get", "DeleteIf", "Lock", "Get", "Send", "Put", "Unlock"]
+    delete = effects[1]
+    assert isinstance(delete, StoreCall)
+    assert delete.op.token is rejected
+    assert isinstance(result, Token)
+    assert result.access_token == "new"
+
+
+def test_f3_a_401_for_an_old_token_adopts_the_current_shared_one(fleet: Any) -> None:
+    """A process whose 401 was for a token already replaced in the store adopts the new one."""
+    times = Times()
+    auth = fleet(times)
+    acq = auth._acquisition
+    old = shared_token(times, "old")
+    acq.cache.store(old, times.wall)
+    acq.invalidate(old)
+    new = shared_token(times, "new")
+    effects, result = step(acq.acquire(blocking=True), store_script(("Get", new)))
+    assert ops(effects) == ["Get"]
+    assert result is new
+
+
+def test_f5_a_store_failure_is_a_miss_and_the_fetch_happens_in_process(
+    fleet: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that fails is carried on without: the token is fetched, one warning per outage."""
+    times = Times()
+    auth = fleet(times, cooldown=0.0)
+    down = StoreUnavailable("store down")
+    with caplog.at_level("WARNING", logger="httpx_tokenauth"):
+        effects, result = step(
+            auth._acquisition.acquire(blocking=True),
+            store_script(("Get", down), ("Lock", down), ("Send", ok("t1"))),
+        )
+        assert ops(effects) == ["Get", "Lock", "Send"]
+        assert isinstance(result, Token)
+        auth._acquisition.invalidate(result)
+        step(
+            auth._acquisition.acquire(blocking=True),
+            store_script(("Get", down), ("Lock", down), ("Send", ok("t2"))),
+        )
+    warnings = [r for r in caplog.records if getattr(r, "event", None) == "store_failed"]
+    assert len(warnings) == 1
+
+
+def test_f5_a_failed_fetch_releases_the_lease_and_stores_nothing(fleet: Any) -> None:
+    """The lease holder's failed fetch unlocks and puts no entry: failures are never stored."""
+    times = Times()
+    auth = fleet(times, retry=RetryPolicy.off())
+    effects, result = step(
+        auth._acquisition.acquire(blocking=True),
+        store_script(
+            ("Get", None), ("Lock", True), ("Get", None), ("Send", unavailable()),
+            ("Unlock", True),
+        ),
+    )  # fmt: skip
+    assert ops(effects) == ["Get", "Lock", "Get", "Send", "Unlock"]
+    assert isinstance(result, UnexpectedTokenResponseError)
+
+
+def test_f2_early_renewal_with_the_lease_taken_keeps_the_token_and_sends_nothing(
+    fleet: Any,
+) -> None:
+    """In the renewal window, another process renewing: keep ours, look again later."""
+    times = Times()
+    auth = fleet(times)
+    acq = auth._acquisition
+    ours = acq.cache.store(shared_token(times, "ours"), times.wall)
+    times.advance(3600 - 30)
+    effects, result = step(acq.acquire(blocking=True), store_script(("Get", ours), ("Lock", False)))
+    assert ops(effects) == ["Get", "Lock"]
+    assert result is ours
+    again, result = step(acq.acquire(blocking=True), store_script())
+    assert again == []  # deferred: no store traffic on every request in the window
+    assert result is ours
+
+
+def test_f2_early_renewal_adopts_a_newer_shared_token(fleet: Any) -> None:
+    """In the renewal window, a newer token in the store is adopted instead of renewing."""
+    times = Times()
+    auth = fleet(times)
+    acq = auth._acquisition
+    acq.cache.store(shared_token(times, "ours"), times.wall)
+    times.advance(3600 - 30)
+    newer = shared_token(times, "newer")
+    effects, result = step(acq.acquire(blocking=True), store_script(("Get", newer)))
+    assert ops(effects) == ["Get"]
+    assert result is newer

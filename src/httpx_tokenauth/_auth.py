@@ -32,6 +32,7 @@ from ._program import Acquisition, Program, reset_after_fork
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy
+from ._store import TokenStore
 from ._token import RawResponse, Token
 from ._transport import HTTPX, DeadlineExceededError, HTTPLib, replayable, send_async, send_sync
 from ._url import check_flag, is_loopback_host, redacted_url
@@ -77,6 +78,7 @@ class TokenAuthBase:
         retry: RetryPolicy | None = DEFAULT_RETRY,
         cooldown: float = 5.0,
         clock: Callable[[], float] = time.time,
+        store: TokenStore | None = None,
     ) -> None:
         if isinstance(provider, type):
             raise ConfigurationError(
@@ -128,6 +130,7 @@ class TokenAuthBase:
         else:
             self._source = type(provider).__name__
             host = None
+        self._store = store
         self._acquisition = Acquisition(
             provider,
             cache=self._cache,
@@ -136,6 +139,8 @@ class TokenAuthBase:
             source=self._source,
             host=host,
             lib_name=lib,
+            store=store,
+            names=None if store is None else store.entry_names(_identity(provider, store)),
         )
         reset_after_fork(self)
 
@@ -353,7 +358,8 @@ class TokenAuthBase:
                 self._own_client = None
 
     def __repr__(self) -> str:
-        return f"TokenAuth({self._provider!r}, leeway={self._leeway!r})"
+        store = "" if self._store is None else f", store={self._store!r}"
+        return f"TokenAuth({self._provider!r}, leeway={self._leeway!r}{store})"
 
 
 class TokenAuth(TokenAuthBase, httpx.Auth):
@@ -390,6 +396,24 @@ def _anyio() -> ModuleType:
     import anyio.to_thread  # noqa: PLC0415
 
     return anyio
+
+
+def _identity(provider: Provider, store: object) -> tuple[str, ...]:
+    """What shapes the provider's tokens, for the shared store's entry name (SPEC F1)."""
+    if not isinstance(store, TokenStore):
+        raise ConfigurationError(
+            f"store must be a RedisTokenStore(...) or FileTokenStore(...), got "
+            f"{type(store).__name__}"
+        )
+    identity = getattr(provider, "cache_identity", None)
+    value = identity() if callable(identity) else None
+    if not isinstance(value, tuple) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(
+            f"a shared store needs to know what shapes the tokens of {type(provider).__name__}: "
+            "give it a cache_identity() method returning a non-empty tuple of strings that "
+            "differs whenever the tokens would (token URL, client, scope, audience, ...)"
+        )
+    return value
 
 
 def _check_clock(clock: object) -> None:

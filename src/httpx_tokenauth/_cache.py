@@ -146,6 +146,15 @@ class TokenCache:
             return True
         return False
 
+    def defer(self, now: float, mono: float = math.inf) -> None:
+        """Someone else is renewing early: keep the token, look again after the retry pause."""
+        entry = self._entry
+        if entry is not None and now < entry.expires_at:
+            delay = min(MAX_RETRY, max(MIN_RETRY, (entry.expires_at - now) * RETRY_SHARE))
+            self._entry = _Entry(
+                entry.token, entry.refresh_at, entry.expires_at, now + delay, mono + delay
+            )
+
     def fetch_failed(self, error: TokenError, now: float, mono: float = math.inf) -> Token | None:
         """A fetch failed at ``now`` (monotonic ``mono``). Returns the token to keep using, or None.
 
@@ -155,10 +164,7 @@ class TokenCache:
         """
         entry = self._entry
         if entry is not None and now < entry.expires_at:
-            delay = min(MAX_RETRY, max(MIN_RETRY, (entry.expires_at - now) * RETRY_SHARE))
-            self._entry = _Entry(
-                entry.token, entry.refresh_at, entry.expires_at, now + delay, mono + delay
-            )
+            self.defer(now, mono)
             return entry.token
         if self._cooldown > 0:
             self._failure = _Failure(error, now + self._cooldown, mono + self._cooldown)

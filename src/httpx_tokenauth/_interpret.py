@@ -14,7 +14,7 @@ import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from ._program import CallProvider, Detach, Effect, Program, Send, Sleep, Wait
+from ._program import CallProvider, Detach, Effect, Program, Send, Sleep, StoreCall, Wait
 from ._request import TokenRequest
 from ._token import RawResponse
 
@@ -81,6 +81,8 @@ def _execute_sync(driver: Driver, effect: Effect[Any]) -> object:
         return None
     if isinstance(effect, Wait):
         return effect.flight.done.wait(max(0.0, effect.until - time.monotonic()))
+    if isinstance(effect, StoreCall):
+        return effect.store.execute(effect.op)
     if isinstance(effect, CallProvider):
         return effect.fetch()
     if isinstance(effect, Detach):
@@ -108,6 +110,8 @@ async def _execute_async(driver: Driver, effect: Effect[Any]) -> object:
         return None
     if isinstance(effect, Wait):
         return await _wait(driver, effect)
+    if isinstance(effect, StoreCall):
+        return await effect.store.aexecute(effect.op)
     if isinstance(effect, CallProvider):
         if effect.is_async:
             return await effect.fetch()

@@ -19,6 +19,7 @@ effects out, no network, no sleeps, no threads.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import math
 import os
@@ -34,6 +35,18 @@ from ._errors import ConfigurationError, ProviderError, TokenError, TokenTranspo
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy, RetryState
+from ._store import (
+    DeleteIf,
+    EntryNames,
+    Get,
+    Lock,
+    Put,
+    StoreOperation,
+    StoreUnavailable,
+    TokenStore,
+    Unlock,
+    new_fence,
+)
 from ._token import RawResponse, Token
 
 __all__ = [
@@ -46,6 +59,7 @@ __all__ = [
     "Program",
     "Send",
     "Sleep",
+    "StoreCall",
     "Wait",
     "perform",
     "reset_after_fork",
@@ -58,6 +72,13 @@ T = TypeVar("T")
 #: How much longer than the retry deadline a caller waits for someone else's
 #: fetch before it concludes that fetch is stranded and fetches itself.
 WAIT_MARGIN = 1.0
+
+#: Polling a shared store for another process's fetch: first pause, and the most.
+POLL_FIRST = 0.02
+POLL_MAX = 0.5
+
+#: An entry for a token with no known expiry lives this long in a shared store.
+NO_EXPIRY_TTL = 24 * 3600.0
 
 
 # -- effects: what the program asks the interpreters to do ---------------------------------
@@ -117,7 +138,27 @@ class Detach(Effect[T]):
     program: Program[T]
 
 
+@dataclass(frozen=True, slots=True)
+class StoreCall(Effect[object]):
+    """Carry out ``op`` on the shared ``store``. Back: its raw result (``op.result`` types it).
+
+    Thrown in: StoreUnavailable, which the program treats as a miss (SPEC F5).
+    """
+
+    store: TokenStore
+    op: StoreOperation[Any]
+
+
 Program = Generator[Effect[Any], object, T]
+
+
+class _Down(enum.Enum):
+    """What a store operation gives when the store failed: carry on without it."""
+
+    DOWN = "down"
+
+
+DOWN = _Down.DOWN
 
 
 def perform(effect: Effect[T]) -> Generator[Effect[Any], object, T]:
@@ -163,8 +204,14 @@ class Acquisition:
         source: str,
         host: str | None,
         lib_name: str,
+        store: TokenStore | None = None,
+        names: EntryNames | None = None,
     ) -> None:
         self.provider = provider
+        self.store = store
+        self.names = names
+        self.rejected: Token | None = None  # the token a 401 took out of the cache
+        self.store_outage = False  # warned about a store failure, not yet recovered
         self.cache = cache
         self.retry = retry
         self.clock = clock
@@ -198,14 +245,26 @@ class Acquisition:
                 # The fetch belongs to an event loop running in this very thread, which
                 # this blocking call is holding up: waiting would deadlock, so fetch too.
                 return self._store((yield from self._fetch(renewing=False, blocking=True)))
-            until = flight.started + self.retry.deadline + WAIT_MARGIN
-            landed = yield from perform(Wait(flight, until))
+            landed = yield from perform(Wait(flight, flight.started + self.wait_bound()))
             if not landed:
                 self._strand(flight)
                 continue
             if (token := flight.token) is not None and self.cache.token is token:
                 return token  # fetched for us: ours even if it is already past its expiry
             # The fetch failed, or its token was rejected since: look again.
+
+    def wait_bound(self) -> float:
+        """How long a caller waits for another caller's fetch before fetching itself.
+
+        The fetch's own deadline plus a margin; with a shared store, also the
+        time it may spend waiting for another process's lease.
+        """
+        bound = self.retry.deadline + WAIT_MARGIN
+        return bound + self.lease_seconds() if self.store is not None else bound
+
+    def lease_seconds(self) -> float:
+        """How long a process holds the shared lease at most: one fetch, deadline included."""
+        return self.retry.deadline + WAIT_MARGIN
 
     def _fly(self, flight: Flight, renewing: bool, blocking: bool) -> Program[Token]:
         """Fetch as the flight's owner, and always land the flight."""
@@ -214,7 +273,9 @@ class Acquisition:
             if settled is not None:
                 return settled  # renewed (or failed) just before we boarded
             try:
-                token = yield from self._fetch(renewing=renewing, blocking=blocking)
+                token = yield from self._obtain(renewing=renewing, blocking=blocking)
+            except _RenewingElsewhere as elsewhere:
+                return self._defer(elsewhere.current)
             except TokenError as exc:
                 return self._fetch_failed(exc)
             flight.token = self._store(token)
@@ -268,12 +329,144 @@ class Acquisition:
 
     def invalidate(self, token: Token) -> bool:
         with self.guard:
-            return self.cache.invalidate(token)
+            dropped = self.cache.invalidate(token)
+            if dropped:
+                self.rejected = token  # for the shared store's compare-and-delete
+            return dropped
 
     def reset_after_fork(self) -> None:
         """In a forked child: no fetch is in flight here, whatever the parent was doing."""
         self.flight = None
         self.guard = threading.Lock()
+
+    # -- the shared store: one fetch for the fleet (SPEC F1-F6) --------------------------
+
+    def _obtain(self, *, renewing: bool, blocking: bool) -> Program[Token]:
+        """A new token: another process's from the shared store, or one we fetch.
+
+        Without a store this is a fetch. With one: adopt a usable entry; else
+        take the lease and fetch (then share what we got); else wait for the
+        lease holder's entry, polling with backoff, and fetch ourselves if it
+        does not come within the lease. Any store failure is a miss: we fetch
+        in-process. Early renewal that finds the lease taken keeps the
+        current token (``_RenewingElsewhere``).
+        """
+        store, names = self.store, self.names
+        if store is None or names is None:
+            return (yield from self._fetch(renewing=renewing, blocking=blocking))
+        rejected, self.rejected = self.rejected, None
+        current = self.cache.token if renewing else None
+        shared = yield from self._shared(store, Get(names))
+        if (
+            adopted := (yield from self._adopt(store, names, shared, rejected, current))
+        ) is not None:
+            return adopted
+        fence, lease = new_fence(), self.lease_seconds()
+        until, pause = self.monotonic() + lease, POLL_FIRST
+        while True:
+            got = yield from self._shared(store, Lock(names, fence, max(1, int(lease * 1000))))
+            if got is True:
+                return (yield from self._fetch_holding(store, names, fence, renewing, blocking))
+            if got is DOWN or self.monotonic() >= until:
+                return (yield from self._fetch(renewing=renewing, blocking=blocking))
+            if current is not None:
+                raise _RenewingElsewhere(current)
+            yield from perform(Sleep(pause))
+            pause = min(pause * 2, POLL_MAX)
+            shared = yield from self._shared(store, Get(names))
+            if shared is DOWN:
+                return (yield from self._fetch(renewing=renewing, blocking=blocking))
+            if (
+                adopted := (yield from self._adopt(store, names, shared, rejected, None))
+            ) is not None:
+                return adopted
+
+    def _fetch_holding(
+        self, store: TokenStore, names: EntryNames, fence: str, renewing: bool, blocking: bool
+    ) -> Program[Token]:
+        """Holding the lease: look once more, fetch, share the token, release the lease."""
+        current = self.cache.token if renewing else None
+        shared = yield from self._shared(store, Get(names))
+        if isinstance(shared, Token) and self._usable(shared, None, current):
+            yield from self._shared(store, Unlock(names, fence))
+            return self._adopted(shared)
+        try:
+            token = yield from self._fetch(renewing=renewing, blocking=blocking)
+        except TokenError:
+            yield from self._shared(store, Unlock(names, fence))  # failures are never stored
+            raise
+        lifetime = NO_EXPIRY_TTL if token.expires_at is None else token.expires_at - self.now()
+        if lifetime > 0:
+            yield from self._shared(store, Put(names, token, max(1, int(lifetime * 1000))))
+        yield from self._shared(store, Unlock(names, fence))
+        return token
+
+    def _adopt(
+        self,
+        store: TokenStore,
+        names: EntryNames,
+        shared: Token | _Down | None,
+        rejected: Token | None,
+        current: Token | None,
+    ) -> Program[Token | None]:
+        """The shared token if we may use it; a rejected one is compare-and-deleted (SPEC F3)."""
+        if not isinstance(shared, Token):
+            return None
+        if rejected is not None and shared.access_token == rejected.access_token:
+            yield from self._shared(store, DeleteIf(names, rejected))
+            return None
+        return self._adopted(shared) if self._usable(shared, rejected, current) else None
+
+    def _usable(self, shared: Token, rejected: Token | None, current: Token | None) -> bool:
+        """Not expired, not the rejected one, and (when renewing) newer than ours."""
+        if rejected is not None and shared.access_token == rejected.access_token:
+            return False
+        if shared.expires_at is not None and shared.expires_at <= self.now():
+            return False
+        if current is None:
+            return True
+        if shared.access_token == current.access_token:
+            return False
+        if current.expires_at is None:
+            return True
+        return shared.expires_at is None or shared.expires_at > current.expires_at
+
+    def _adopted(self, token: Token) -> Token:
+        logger.debug(
+            "token adopted from the shared store for %s",
+            self.source,
+            extra={"event": "token_adopted", "token_endpoint": self.source, "host": self.host},
+        )
+        return token
+
+    def _defer(self, current: Token) -> Token:
+        """Another process holds the lease for an early renewal: keep ours, look again later."""
+        with self.guard:
+            self.cache.defer(self.now(), self.monotonic())
+        return current
+
+    def _shared(self, store: TokenStore, op: StoreOperation[T]) -> Program[T | _Down]:
+        """One store operation; a failure is DOWN, warned about once per outage (SPEC F5)."""
+        try:
+            result = op.result((yield from perform(StoreCall(store, op))))
+        except StoreUnavailable as exc:
+            if not self.store_outage:
+                self.store_outage = True
+                logger.warning(
+                    "token store %r failed (%s); fetching tokens in-process until it answers again",
+                    store,
+                    exc,
+                    extra={"event": "store_failed", "token_endpoint": self.source},
+                )
+            return DOWN
+        if self.store_outage:
+            self.store_outage = False
+            logger.info(
+                "token store %r answers again",
+                store,
+                extra={"event": "store_recovered", "token_endpoint": self.source},
+            )
+        return result
 
     # -- fetching: bounded retries at the token endpoint ----------------------------------
 
@@ -416,6 +609,14 @@ class Acquisition:
             },
         )
         return token
+
+
+class _RenewingElsewhere(Exception):  # noqa: N818 - a signal inside the program, never raised out
+    """Early renewal found another process holding the lease: keep ``current`` for now."""
+
+    def __init__(self, current: Token) -> None:
+        super().__init__("another process is renewing")
+        self.current = current
 
 
 def _settled(need: Need, current: Token | None, error: TokenError | None) -> Token | None:

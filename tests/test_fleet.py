@@ -1,0 +1,158 @@
+"""SPEC F2, F3: one token request for a whole fleet, against real servers.
+
+Eight processes (multiprocessing "spawn": fresh interpreters, nothing shared but
+the store) share one credential through a real Valkey server or one SQLite
+file, and call a real API over TLS with tokens from a real authorization
+server. Each phase releases every process's callers at once; the server counts
+the token requests. The fleet's clock is moved by a shared offset, so expiry
+and the renewal window come without waiting.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fleet_worker
+from httpx_tokenauth import generate_encryption_key
+from httpx_tokenauth.testing import (
+    LocalAPI,
+    LocalAuthorizationServer,
+    LocalCA,
+    ValkeyServer,
+    find_valkey_server,
+)
+
+pytestmark = pytest.mark.skipif(
+    find_valkey_server() is None and sys.platform != "linux",
+    reason="no valkey-server binary for this platform",
+)
+
+PROCESSES = 8
+CLIENT_ID = "fleet-svc"
+SECRET = "a-fleet-client-secret-of-32-bytes-or-more"
+GUARD = 120  # seconds a barrier waits before the test fails (a deadlock guard, not a timing)
+
+
+class Servers:
+    def __init__(self, ca: LocalCA, server: LocalAuthorizationServer, api: LocalAPI) -> None:
+        self.ca, self.server, self.api = ca, server, api
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Servers]:
+    ca = LocalCA()
+    with LocalAuthorizationServer(ca) as server, LocalAPI(server, ca=ca) as api:
+        server.register_client(CLIENT_ID, secret=SECRET)
+        yield Servers(ca, server, api)
+
+
+@pytest.fixture(scope="module")
+def valkey() -> Iterator[ValkeyServer]:
+    with ValkeyServer() as server:
+        yield server
+
+
+class Fleet:
+    """PROCESSES worker processes and the barrier that runs them phase by phase."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.barrier = ctx.Barrier(PROCESSES + 1)
+        self.offset = ctx.Value("d", 0.0)
+        self.out = ctx.Queue()
+        self.procs = [
+            ctx.Process(target=fleet_worker.run, args=(cfg, self.barrier, self.offset, self.out))
+            for _ in range(PROCESSES)
+        ]
+        for proc in self.procs:
+            proc.start()
+
+    def phase(self) -> list[int]:
+        """Release every process's callers once; every status they got."""
+        self.barrier.wait(GUARD)  # go
+        self.barrier.wait(GUARD)  # all done
+        statuses: list[int] = []
+        self.elapsed: list[float] = []
+        for _ in self.procs:
+            got, elapsed = self.out.get(timeout=GUARD)
+            statuses.extend(got)
+            self.elapsed.append(elapsed)
+        return statuses
+
+    def close(self) -> None:
+        self.barrier.abort()
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def config(servers: Servers, **changes: Any) -> dict[str, Any]:
+    return {
+        "token_url": servers.server.token_url,
+        "api_url": servers.api.url,
+        "ca_pem": servers.ca.cert_pem.decode(),
+        "client_id": CLIENT_ID,
+        "client_secret": SECRET,
+        "key": generate_encryption_key(),
+        "phases": 4,
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("store", "mode", "callers"),
+    [
+        ("redis", "threads", 16),
+        ("redis", "tasks", 100),
+        ("file", "threads", 16),
+        ("file", "tasks", 100),
+    ],
+)
+def test_f2_one_token_request_for_the_fleet_at_cold_start_renewal_expiry_and_401_storm(
+    servers: Servers,
+    valkey: ValkeyServer,
+    tmp_path: Path,
+    store: str,
+    mode: str,
+    callers: int,
+) -> None:
+    """8 processes x 16 threads (or x 100 tasks): exactly one token request at cold start,
+    one for an early renewal (everyone else keeps the valid token), one at expiry, and one
+    in a 401 storm where every process is refused the same token; every call succeeds."""
+    servers.server.reset()
+    servers.api.reset()
+    cfg = config(
+        servers,
+        store=store,
+        mode=mode,
+        callers=callers,
+        redis_url=valkey.url,
+        directory=str(tmp_path),
+    )
+    fleet = Fleet(cfg)
+    counts: dict[str, int] = {}
+    try:
+        for phase in ("cold", "early", "expiry", "storm"):
+            if phase == "early":
+                fleet.offset.value += 3600 - 30  # inside the 60 s renewal window
+            elif phase == "expiry":
+                fleet.offset.value += 3600 + 60  # past the renewed token's expiry
+            elif phase == "storm":
+                servers.api.revoke_all_issued_before()  # the API now refuses that token
+            before = servers.server.token_request_count
+            statuses = fleet.phase()
+            counts[phase] = servers.server.token_request_count - before
+            assert statuses == [200] * (PROCESSES * callers), phase
+    finally:
+        fleet.close()
+    assert counts == {"cold": 1, "early": 1, "expiry": 1, "storm": 1}
+    rejected = [r for r in servers.api.requests if r.status_code == 401]
+    assert len(rejected) == PROCESSES * callers  # the storm: every caller refused once

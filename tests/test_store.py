@@ -92,6 +92,7 @@ BAD_KEYS = [
     pytest.param([], "empty list", id="empty-list"),
     pytest.param([KEY, "short"], "encryption_key[1]", id="bad-second-key"),
     pytest.param({"key": KEY}, "got dict", id="dict"),
+    pytest.param([KEY, 42], "encryption_key[1] must be", id="int-in-list"),
 ]
 
 
@@ -324,6 +325,7 @@ def test_reprs_carry_no_key_token_or_fence(tmp_path: Path) -> None:
     ops = [Put(NAMES, TOKEN, 1000), Lock(NAMES, fence, 1000), Unlock(NAMES, fence)]
     ops += [DeleteIf(NAMES, TOKEN)]
     shown = " ".join(f"{thing!r} {thing}" for thing in [*stores, *ops])
+    shown += " ".join(repr(vars(store)) for store in stores)  # even a debugging dump
     for secret in [*secrets, "pa55word"]:
         assert secret not in shown
     assert (
@@ -395,3 +397,93 @@ def test_file_store_refuses_a_directory_it_cannot_use(tmp_path: Path) -> None:
         FileTokenStore(42, encryption_key=KEY)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="directory"):
         FileTokenStore("", encryption_key=KEY)
+
+
+# -- replies of the wrong shape ------------------------------------------------------------
+
+
+class ScriptedClient:
+    """A client with redis-py's execute_command that gives one fixed reply, or raises."""
+
+    def __init__(self, reply: object) -> None:
+        self.reply = reply
+
+    def execute_command(self, *args: str | int) -> object:
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+
+class AsyncScriptedClient(ScriptedClient):
+    async def execute_command(self, *args: str | int) -> object:  # type: ignore[override]
+        return super().execute_command(*args)
+
+
+async def run(store: RedisTokenStore, op: Any, side: str) -> object:
+    """The operation through execute() or aexecute()."""
+    return store.execute(op) if side == "sync" else await store.aexecute(op)
+
+
+def every_op(store: RedisTokenStore) -> list[Any]:
+    names = store.entry_names(IDENTITY)
+    return [
+        Get(names),
+        Put(names, TOKEN, 1000),
+        Lock(names, new_fence(), 1000),
+        Unlock(names, new_fence()),
+        DeleteIf(names, TOKEN),
+    ]
+
+
+WRONG_FOR_EVERY_OP = [["a", "list"], 1.5, {"a": "dict"}]
+WRONG_FOR_ONE = [
+    (Get, 7),
+    (lambda n: Put(n, TOKEN, 1000), None),
+    (lambda n: Lock(n, new_fence(), 1000), b"QUEUED"),
+    (lambda n: Unlock(n, new_fence()), True),
+    (lambda n: DeleteIf(n, TOKEN), b"1"),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("side", ["sync", "async"])
+async def test_f5_a_reply_of_the_wrong_shape_is_store_unavailable(
+    anyio_backend: str, side: str
+) -> None:
+    """Replies no Redis command gives (a list for GET, nil for SET, a bool for EVAL...) are
+    StoreUnavailable, from the blocking and the asyncio path alike."""
+
+    def store_answering(reply: object) -> RedisTokenStore:
+        if side == "sync":
+            return RedisTokenStore(ScriptedClient(reply), encryption_key=KEY)
+        return RedisTokenStore(async_client=AsyncScriptedClient(reply), encryption_key=KEY)
+
+    cases = [(reply, op) for reply in WRONG_FOR_EVERY_OP for op in every_op(store_answering(0))]
+    names = redis_store().entry_names(IDENTITY)
+    cases += [(reply, build(names)) for build, reply in WRONG_FOR_ONE]
+    for reply, op in cases:
+        with pytest.raises(StoreUnavailable, match="wrong shape"):
+            await run(store_answering(reply), op, side)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("side", ["sync", "async"])
+async def test_f5_any_exception_from_the_client_is_store_unavailable(
+    anyio_backend: str, side: str
+) -> None:
+    """Whatever a client raises (not only redis errors) becomes StoreUnavailable, with the
+    client's exception as the cause and none of its text in the message."""
+    failure = RuntimeError(f"client broke while holding {TOKEN.access_token}")
+    client = ScriptedClient(failure) if side == "sync" else AsyncScriptedClient(failure)
+    if side == "sync":
+        store = RedisTokenStore(client, encryption_key=KEY)
+    else:
+        store = RedisTokenStore(async_client=client, encryption_key=KEY)  # type: ignore[arg-type]
+    for op in every_op(store):
+        with pytest.raises(StoreUnavailable) as caught:
+            await run(store, op, side)
+        assert caught.value.__cause__ is failure
+        assert "RuntimeError" in str(caught.value)
+        assert TOKEN.access_token not in str(caught.value)

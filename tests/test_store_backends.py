@@ -483,6 +483,7 @@ def garbage_values(good: bytes) -> list[bytes]:
         b"v1",
         b"v1..",
         b"v1.AAAA.AAAA",
+        b"v1.AAAA.A",  # not a whole number of base64 characters
         marker + b"." + fingerprint + b"." + body[:20],  # too short for nonce and tag
         marker + b"." + fingerprint + b"." + flipped,  # ciphertext tampered with
         marker + b"." + b"A" * len(fingerprint) + b"." + body,  # fingerprint swapped

@@ -311,6 +311,19 @@ class DeleteIf(StoreOperation[bool]):
 #: Every operation a store carries out, for interpreters that dispatch on it.
 StoreOp: TypeAlias = Get | Put | Lock | Unlock | DeleteIf
 
+_VERBS: dict[type, str] = {
+    Get: "read an entry",
+    Put: "write an entry",
+    Lock: "take a lease",
+    Unlock: "release a lease",
+    DeleteIf: "delete an entry",
+}
+
+
+def verb(op: object) -> str:
+    """What an operation does, for a failure message: "read an entry", "take a lease"."""
+    return _VERBS.get(type(op), "answer")
+
 
 # -- keys ----------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from ._store import (
     TokenStore,
     Unlock,
     logger,
+    verb,
 )
 
 if TYPE_CHECKING:
@@ -55,13 +56,6 @@ _PURGE = "DELETE FROM store WHERE expires_at <= ?"
 _LOCK = _PUT + " WHERE store.expires_at <= ?"
 _UNLOCK = "DELETE FROM store WHERE name = ? AND value = ? AND expires_at > ?"
 _DELETE_IF = "DELETE FROM store WHERE name = ? AND substr(value, 1, ?) = ? AND expires_at > ?"
-_VERBS = {
-    Get: "read an entry",
-    Put: "write an entry",
-    Lock: "take a lease",
-    Unlock: "release a lease",
-    DeleteIf: "delete an entry",
-}
 
 
 class FileTokenStore(TokenStore):
@@ -180,7 +174,7 @@ class FileTokenStore(TokenStore):
                 connection.close()
         except Exception as exc:
             raise StoreUnavailable(
-                f"file token store could not {_VERBS[type(op)]}: {_reason(exc)}"
+                f"file token store could not {verb(op)}: {_reason(exc)}"
             ) from exc
         return op.result(value)
 

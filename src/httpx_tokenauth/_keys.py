@@ -39,11 +39,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
+    "DEFAULT_RSA_ALGORITHM",
     "HMAC_ALGORITHMS",
     "MIN_RSA_BITS",
     "certificate_thumbprint",
     "check_algorithm",
     "hmac_key",
+    "infer_algorithm",
     "load_signing_key",
 ]
 
@@ -115,17 +117,30 @@ def check_algorithm(algorithm: object, *, hmac: bool) -> str:
     )
 
 
-def load_signing_key(
-    key: object, *, algorithm: str, password: str | bytes | None
-) -> tuple[SigningKey, str | None]:
-    """Parse ``key`` once and check it against ``algorithm`` (SPEC X1, X3, X4).
+#: The algorithm a key implies when none is given (SPEC X9): one per EC curve,
+#: EdDSA for Ed25519, and RS256 for RSA, the one RSA algorithm every server
+#: that takes RSA accepts (PS256 must be asked for).
+DEFAULT_RSA_ALGORITHM = "RS256"
+_CURVE_ALGORITHMS = {curve: algorithm for algorithm, (curve, _) in _EC_CURVES.items()}
 
-    Returns the cryptography private key object and, for a JWK, its ``kid``
-    (or None). Accepts PEM (PKCS#8, PKCS#1, SEC1, encrypted with
-    ``password``) or DER as str or bytes, a private JWK as a dict or JSON
-    text, or a cryptography private key object. Public keys, certificates
-    and keys that do not fit the algorithm are refused.
+
+def load_signing_key(
+    key: object, *, algorithm: str | None, password: str | bytes | None
+) -> tuple[SigningKey, str, str | None]:
+    """Parse ``key`` once and check it against ``algorithm`` (SPEC X1, X3, X4, X9).
+
+    Returns the cryptography private key object, the algorithm, and, for a
+    JWK, its ``kid`` (or None). Accepts PEM (PKCS#8, PKCS#1, SEC1, encrypted
+    with ``password``) or DER as str or bytes, a private JWK as a dict or
+    JSON text, or a cryptography private key object. Public keys,
+    certificates and keys that do not fit the algorithm are refused.
+
+    ``algorithm=None`` takes the algorithm from the key (``infer_algorithm``):
+    a JWK's ``alg`` member, else ES256/ES384/ES512 by curve, EdDSA for
+    Ed25519, and RS256 for RSA.
     """
+    if algorithm is not None:
+        algorithm = check_algorithm(algorithm, hmac=False)
     kid: str | None = None
     if isinstance(key, os.PathLike):
         raise ConfigurationError(
@@ -147,13 +162,43 @@ def load_signing_key(
             raise ConfigurationError(
                 "password= applies to an encrypted PEM key, not to a JWK; drop password="
             )
-        loaded, kid = _from_jwk(key, algorithm)
+        loaded, kid, jwk_alg = _from_jwk(key, algorithm)
+        if algorithm is None and jwk_alg is not None:
+            algorithm = check_algorithm(jwk_alg, hmac=False)
     elif isinstance(key, (str, bytes, bytearray)):
         data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
         loaded = _from_bytes(data, password)
     else:
         loaded = key
-    return _check_pairing(loaded, algorithm), kid
+    if algorithm is None:
+        algorithm = infer_algorithm(loaded)
+    return _check_pairing(loaded, algorithm), algorithm, kid
+
+
+def infer_algorithm(key: object) -> str:
+    """The algorithm for a private key when none was named (SPEC X9).
+
+    ES256, ES384 or ES512 for a P-256, P-384 or P-521 key (each curve has one),
+    EdDSA for Ed25519, RS256 for RSA (DEFAULT_RSA_ALGORITHM: RSA keys also sign
+    PS256/384/512 and RS384/512, which must be named). Anything else is refused
+    with the reason.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    _check_kind(key)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return DEFAULT_RSA_ALGORITHM
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        algorithm = _CURVE_ALGORITHMS.get(key.curve.name)
+        if algorithm is not None:
+            return algorithm
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    raise ConfigurationError(
+        f"key is {_describe(key)}, which none of the supported algorithms signs with: "
+        "use an RSA key (2048 bits or more), an EC key on P-256, P-384 or P-521, or an "
+        "Ed25519 key"
+    )
 
 
 def _from_bytes(data: bytes, password: str | bytes | None) -> object:
@@ -202,7 +247,10 @@ def _from_bytes(data: bytes, password: str | bytes | None) -> object:
     raise ConfigurationError(message)
 
 
-def _from_jwk(jwk: Mapping[str, Any], algorithm: str) -> tuple[object, str | None]:
+def _from_jwk(
+    jwk: Mapping[str, Any], algorithm: str | None
+) -> tuple[object, str | None, str | None]:
+    """The key of a private JWK, its ``kid`` and its ``alg`` (either may be None)."""
     from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
     kty = jwk.get("kty")
@@ -221,7 +269,9 @@ def _from_jwk(jwk: Mapping[str, Any], algorithm: str) -> tuple[object, str | Non
             "the JWK has no supported 'kty'; expected 'RSA', 'EC' or 'OKP' (RFC 7517 §4.1)"
         )
     jwk_alg = jwk.get("alg")
-    if jwk_alg is not None and jwk_alg != algorithm:
+    if jwk_alg is not None and not isinstance(jwk_alg, str):
+        raise ConfigurationError("the JWK 'alg' must be a string such as 'ES256'")
+    if jwk_alg is not None and algorithm is not None and jwk_alg != algorithm:
         raise ConfigurationError(
             f"the JWK is for algorithm {str(jwk_alg)[:20]!r} but algorithm={algorithm!r} was "
             "given; a key is used with exactly one algorithm (RFC 8725 §3.1)"
@@ -245,13 +295,11 @@ def _from_jwk(jwk: Mapping[str, Any], algorithm: str) -> tuple[object, str | Non
             f"the JWK is not a valid {kty} private key: check its members against "
             "RFC 7518 §6 (a JWK exported by a JOSE library or your cloud's console works)"
         ) from None
-    return loaded, kid
+    return loaded, kid, jwk_alg
 
 
-def _check_pairing(key: object, algorithm: str) -> SigningKey:
-    """SPEC X1, X3, X4: a private key of the family and size the algorithm is defined for."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
+def _check_kind(key: object) -> None:
+    """A private key object, not a public key, a certificate or something else."""
     kind = _kind(key)
     if kind == "other":
         raise ConfigurationError(
@@ -260,6 +308,13 @@ def _check_pairing(key: object, algorithm: str) -> SigningKey:
         )
     if kind == "public":
         raise ConfigurationError(f"key is {_describe(key)}; signing needs the private key")
+
+
+def _check_pairing(key: object, algorithm: str) -> SigningKey:
+    """SPEC X1, X3, X4: a private key of the family and size the algorithm is defined for."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    _check_kind(key)
     family = ASYMMETRIC_ALGORITHMS[algorithm]
     if family == "RSA":
         if not isinstance(key, rsa.RSAPrivateKey):

@@ -33,7 +33,13 @@ from ._client_auth import (
     check_secret,
 )
 from ._errors import AssertionSigningError, ConfigurationError, InvalidGrantError
-from ._keys import certificate_thumbprint, check_algorithm, hmac_key, load_signing_key
+from ._keys import (
+    KeyConfigurationError,
+    certificate_thumbprint,
+    check_algorithm,
+    hmac_key,
+    load_signing_key,
+)
 from ._providers import RESERVED_PARAMS, Grant
 from ._request import Form, TokenRequest, normalize_extra_params, normalize_multi
 from ._token import RawResponse, Token
@@ -553,9 +559,12 @@ def _headers(typ: str | None, key_id: str | None, x5t_s256: str | None) -> dict[
 def _pick_key_id(key_id: str | None, jwk_kid: str | None) -> str | None:
     """``key_id``, or the JWK's own ``kid``; refused when the two disagree."""
     if key_id is not None and jwk_kid is not None and key_id != jwk_kid:
-        raise ConfigurationError(
-            f"key_id={key_id!r} differs from the JWK's kid {jwk_kid!r}; pass the one the "
-            "authorization server has registered (or omit key_id to use the JWK's)"
+        raise KeyConfigurationError(
+            f"key id {key_id!r} differs from the JWK's kid {jwk_kid!r}",
+            "pass the key_id the authorization server has registered (or omit key_id to "
+            "use the JWK's)",
+            reason="key_id_mismatch",
+            suggestions=(jwk_kid,),
         )
     return key_id if key_id is not None else jwk_kid
 

@@ -42,12 +42,32 @@ __all__ = [
     "DEFAULT_RSA_ALGORITHM",
     "HMAC_ALGORITHMS",
     "MIN_RSA_BITS",
+    "KeyConfigurationError",
     "certificate_thumbprint",
     "check_algorithm",
     "hmac_key",
     "infer_algorithm",
     "load_signing_key",
 ]
+
+class KeyConfigurationError(ConfigurationError):
+    """A ConfigurationError about a signing key, its algorithm, password or certificate,
+    whose advice is written for the Python API.
+
+    ``problem`` is what is wrong, without that advice; ``reason`` names the
+    rule that refused it (stable: ``"password_needed"``, ``"shared_secret_algorithm"``,
+    ...) and ``suggestions`` the algorithms that would fit, if any. The command
+    line reads them to give the same advice in terms of its own options.
+    """
+
+    def __init__(
+        self, problem: str, advice: str, *, reason: str, suggestions: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(f"{problem}: {advice}" if advice else problem)
+        self.problem = problem
+        self.reason = reason
+        self.suggestions = suggestions
+
 
 #: Algorithm -> key family, for the private-key algorithms (RFC 7518 §3.3-3.5, RFC 8037).
 ASYMMETRIC_ALGORITHMS: Mapping[str, str] = {
@@ -97,16 +117,18 @@ def check_algorithm(algorithm: object, *, hmac: bool) -> str:
     if algorithm in allowed:
         return algorithm
     if not hmac and algorithm in HMAC_ALGORITHMS:
-        raise ConfigurationError(
-            f"{algorithm} signs with a shared secret, not a private key: use "
-            f"ClientSecretJWT(algorithm={algorithm!r}) with client_secret=..., or a "
-            "private-key algorithm such as 'ES256', 'PS256' or 'RS256'"
+        raise KeyConfigurationError(
+            f"{algorithm} signs with a shared secret, not a private key",
+            f"use ClientSecretJWT(algorithm={algorithm!r}) with client_secret=..., or a "
+            "private-key algorithm such as 'ES256', 'PS256' or 'RS256'",
+            reason="shared_secret_algorithm",
         )
     if hmac and algorithm in ASYMMETRIC_ALGORITHMS:
-        raise ConfigurationError(
-            f"{algorithm} signs with a private key, not the client secret: use "
-            f"PrivateKeyJWT(key, algorithm={algorithm!r}), or 'HS256', 'HS384' or 'HS512' "
-            "with ClientSecretJWT"
+        raise KeyConfigurationError(
+            f"{algorithm} signs with a private key, not the client secret",
+            f"use PrivateKeyJWT(key, algorithm={algorithm!r}), or 'HS256', 'HS384' or "
+            "'HS512' with ClientSecretJWT",
+            reason="private_key_algorithm",
         )
     hint = ""
     for known in (*ASYMMETRIC_ALGORITHMS, *HMAC_ALGORITHMS):
@@ -153,14 +175,17 @@ def load_signing_key(
         try:
             key = json.loads(key)
         except ValueError:
-            raise ConfigurationError(
-                "key looks like a JWK but is not valid JSON; pass the JWK as a dict, or "
-                "the key as PEM text"
+            raise KeyConfigurationError(
+                "key looks like a JWK but is not valid JSON",
+                "pass the JWK as a dict, or the key as PEM text",
+                reason="jwk_not_json",
             ) from None
     if isinstance(key, Mapping):
         if password is not None:
-            raise ConfigurationError(
-                "password= applies to an encrypted PEM key, not to a JWK; drop password="
+            raise KeyConfigurationError(
+                "a password applies to an encrypted PEM key, not to a JWK",
+                "drop password=",
+                reason="password_not_needed",
             )
         loaded, kid, jwk_alg = _from_jwk(key, algorithm)
         if algorithm is None and jwk_alg is not None:
@@ -206,7 +231,9 @@ def _from_bytes(data: bytes, password: str | bytes | None) -> object:
     from cryptography.hazmat.primitives import serialization
 
     if not data.strip():
-        raise ConfigurationError("key is empty; pass the private key as PEM text or bytes")
+        raise KeyConfigurationError(
+            "key is empty", "pass the private key as PEM text or bytes", reason="key_empty"
+        )
     pem = b"-----BEGIN" in data
     if pem and b"PRIVATE KEY-----" not in data:
         if b"PUBLIC KEY-----" in data or b"CERTIFICATE-----" in data:
@@ -230,18 +257,30 @@ def _from_bytes(data: bytes, password: str | bytes | None) -> object:
         return serialization.load_der_private_key(data, password=secret)
     except TypeError:
         if password is None:
-            message = "the private key is encrypted: pass its password as password=..."
-        else:
-            message = "password= was given but the private key is not encrypted; drop password="
+            raise KeyConfigurationError(
+                "the private key is encrypted",
+                "pass its password as password=...",
+                reason="password_needed",
+            ) from None
+        raise KeyConfigurationError(
+            "a password was given, but the private key is not encrypted",
+            "drop password=",
+            reason="password_not_needed",
+        ) from None
     except ValueError:
         if password is not None:
-            message = "could not decrypt the private key: the password is wrong or the key damaged"
-        else:
-            message = (
-                "key could not be read as a private key: pass PEM text (PKCS#8, PKCS#1 or "
-                "SEC1), DER bytes, a private JWK or a cryptography private key object (for a "
-                "key file, pass its contents: key=pathlib.Path('key.pem').read_bytes())"
-            )
+            raise KeyConfigurationError(
+                "could not decrypt the private key: the password is wrong or the key damaged",
+                "",
+                reason="password_wrong",
+            ) from None
+        raise KeyConfigurationError(
+            "key could not be read as a private key",
+            "pass PEM text (PKCS#8, PKCS#1 or SEC1), DER bytes, a private JWK or a "
+            "cryptography private key object (for a key file, pass its contents: "
+            "key=pathlib.Path('key.pem').read_bytes())",
+            reason="key_unreadable",
+        ) from None
     except UnsupportedAlgorithm:
         message = "key uses a key type or encryption that cryptography does not support"
     raise ConfigurationError(message)
@@ -255,9 +294,11 @@ def _from_jwk(
 
     kty = jwk.get("kty")
     if kty == "oct":
-        raise ConfigurationError(
-            "the JWK is a shared secret (kty 'oct'); PrivateKeyJWT and JWTBearerGrant sign "
-            "with a private key. For a shared secret use ClientSecretJWT with client_secret="
+        raise KeyConfigurationError(
+            "the JWK is a shared secret (kty 'oct'), and PrivateKeyJWT and JWTBearerGrant "
+            "sign with a private key",
+            "for a shared secret use ClientSecretJWT with client_secret=",
+            reason="jwk_shared_secret",
         )
     readers: dict[str, Callable[[dict[str, Any]], object]] = {
         "RSA": RSAAlgorithm.from_jwk,
@@ -272,9 +313,12 @@ def _from_jwk(
     if jwk_alg is not None and not isinstance(jwk_alg, str):
         raise ConfigurationError("the JWK 'alg' must be a string such as 'ES256'")
     if jwk_alg is not None and algorithm is not None and jwk_alg != algorithm:
-        raise ConfigurationError(
-            f"the JWK is for algorithm {str(jwk_alg)[:20]!r} but algorithm={algorithm!r} was "
-            "given; a key is used with exactly one algorithm (RFC 8725 §3.1)"
+        raise KeyConfigurationError(
+            f"the JWK is for algorithm {jwk_alg[:20]!r}, not {algorithm!r}, and a key is used "
+            "with exactly one algorithm (RFC 8725 §3.1)",
+            f"drop algorithm={algorithm!r} (the JWK's own is used), or pass a JWK for it",
+            reason="jwk_algorithm",
+            suggestions=(jwk_alg[:20],),
         )
     use = jwk.get("use")
     if use is not None and use != "sig":
@@ -340,9 +384,11 @@ def _mismatch(key: object, algorithm: str, wanted: str) -> ConfigurationError:
     """SPEC X1: one key, one algorithm; say which algorithm this key is for, if any."""
     better = _algorithms_for(key)
     fix = f"use {' or '.join(better)} with this key, or" if better else "pass"
-    return ConfigurationError(
-        f"{algorithm} needs {wanted}, but key is {_describe(key)}: {fix} a key that "
-        f"fits {algorithm}"
+    return KeyConfigurationError(
+        f"{algorithm} needs {wanted}, but key is {_describe(key)}",
+        f"{fix} a key that fits {algorithm}",
+        reason="key_algorithm_mismatch",
+        suggestions=tuple(better),
     )
 
 
@@ -421,10 +467,11 @@ def hmac_key(secret: str, algorithm: str) -> bytes:
     key = secret.encode("utf-8")
     minimum = HMAC_ALGORITHMS[algorithm]
     if len(key) < minimum:
-        raise ConfigurationError(
+        raise KeyConfigurationError(
             f"{algorithm} needs a client secret of at least {minimum} bytes (RFC 7518 §3.2) "
-            "and this one is shorter: ask the authorization server for a longer secret, "
-            "or use PrivateKeyJWT"
+            "and this one is shorter",
+            "ask the authorization server for a longer secret, or use PrivateKeyJWT",
+            reason="secret_too_short",
         )
     return key
 
@@ -448,9 +495,10 @@ def certificate_thumbprint(certificate: object, key: SigningKey) -> str:
             else:
                 cert = x509.load_der_x509_certificate(data)
         except ValueError:
-            raise ConfigurationError(
-                "certificate could not be read: pass the X.509 certificate as PEM "
-                "('-----BEGIN CERTIFICATE-----') or DER"
+            raise KeyConfigurationError(
+                "certificate could not be read",
+                "pass the X.509 certificate as PEM ('-----BEGIN CERTIFICATE-----') or DER",
+                reason="certificate_unreadable",
             ) from None
     else:
         raise ConfigurationError(
@@ -459,9 +507,10 @@ def certificate_thumbprint(certificate: object, key: SigningKey) -> str:
         )
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
-        raise ConfigurationError(
-            "certificate is not the certificate of key: its public key is a different key; "
-            "pass the certificate issued for this private key"
+        raise KeyConfigurationError(
+            "certificate is not the certificate of key: its public key is a different key",
+            "pass the certificate issued for this private key",
+            reason="certificate_mismatch",
         )
     digest = cert.fingerprint(hashes.SHA256())
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

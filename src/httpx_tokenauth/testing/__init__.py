@@ -10,8 +10,9 @@ this package.
   (client credentials and JWT-bearer grants; ``client_secret_basic``,
   ``client_secret_post``, ``client_secret_jwt``, ``private_key_jwt``; signed
   assertions in every algorithm httpx-tokenauth signs with,
-  ``ASSERTION_ALGORITHMS``) served by werkzeug on ``https://127.0.0.1:<free port>``. It issues ES256 JWT access
-  tokens and records every token request it serves.
+  ``ASSERTION_ALGORITHMS``) served by werkzeug on
+  ``https://127.0.0.1:<free port>``. It issues ES256 JWT access tokens and
+  records every token request it serves.
 * :class:`LocalAPI` - a Starlette app under uvicorn on
   ``https://127.0.0.1:<free port>`` that accepts only that server's tokens,
   answers RFC 6750 challenges, can revoke every token issued so far, can

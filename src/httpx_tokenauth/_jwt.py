@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_GRANT_LIFETIME",
     "JWT_BEARER_GRANT_TYPE",
     "MAX_LIFETIME",
+    "RESERVED_CLAIMS",
     "ClientSecretJWT",
     "JWTBearerGrant",
     "PrivateKeyJWT",
@@ -71,8 +72,8 @@ DEFAULT_CLIENT_AUTH_LIFETIME = 60
 #: Google refuse ``exp`` more than an hour after ``iat``.
 MAX_LIFETIME = 3600
 
-# Claims the library computes; extra_claims may not set them.
-_RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti"})
+#: Claims the library computes for each assertion; extra_claims may not set them.
+RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti"})
 
 
 def default_jti() -> str:
@@ -609,7 +610,7 @@ def _check_extra_claims(extra: Mapping[str, Any] | None) -> Mapping[str, Any]:
         return {}
     if not isinstance(extra, Mapping) or not all(isinstance(k, str) and k for k in extra):
         raise ConfigurationError("extra_claims must be a mapping of claim name to JSON value")
-    clash = sorted(_RESERVED_CLAIMS & set(extra))
+    clash = sorted(RESERVED_CLAIMS & set(extra))
     if clash:
         raise ConfigurationError(
             f"extra_claims may not set {', '.join(clash)}: the library computes them for "

@@ -50,6 +50,7 @@ __all__ = [
     "load_signing_key",
 ]
 
+
 class KeyConfigurationError(ConfigurationError):
     """A ConfigurationError about a signing key, its algorithm, password or certificate,
     whose advice is written for the Python API.
@@ -295,9 +296,9 @@ def _from_jwk(
     kty = jwk.get("kty")
     if kty == "oct":
         raise KeyConfigurationError(
-            "the JWK is a shared secret (kty 'oct'), and PrivateKeyJWT and JWTBearerGrant "
-            "sign with a private key",
-            "for a shared secret use ClientSecretJWT with client_secret=",
+            "the JWK is a shared secret (kty 'oct'), not a private key",
+            "PrivateKeyJWT and JWTBearerGrant sign with a private key; for a shared secret "
+            "use ClientSecretJWT with client_secret=",
             reason="jwk_shared_secret",
         )
     readers: dict[str, Callable[[dict[str, Any]], object]] = {

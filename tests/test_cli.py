@@ -727,6 +727,7 @@ def files_secret(tmp_path: Path) -> Path:
         (["--cert-key", "k.pem"], 2, "--cert-key goes with --cert"),
         (["--retries", "-1"], 2, "--retries must be 0 or more"),
         (["--timeout", "0"], 2, "--timeout must be more than 0"),
+        (["--timeout", "nan"], 2, "--timeout must be more than 0"),
         (["--ca-file", "/nonexistent/ca.pem"], 1, "no such file"),
         (["--cert", "/nonexistent/c.pem"], 1, "cannot use client certificate"),
     ],
@@ -922,6 +923,7 @@ REFUSALS: list[tuple[list[str], dict[str, str], list[str]]] = [
     (["--token-url", "https://as.example/token#frag"], _SECRET, ["--token-url", "'#'"]),
     (["--token-url", "ftp://as.example/token"], _SECRET, ["--token-url", "https://"]),
     (["--token-url", "https://as.example:99999/token"], _SECRET, ["--token-url"]),
+    (["--token-url", "https://[::1/token"], _SECRET, ["--token-url", "not a valid URL"]),
     (["--service-account-file", "{sa_http_json}"], {"HTTPX_TOKENAUTH_TOKEN_URL": ""},
      ["token_uri of --service-account-file", "--allow-insecure-http"]),
     # the signing key and its password

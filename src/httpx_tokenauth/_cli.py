@@ -806,7 +806,7 @@ def _token_url(args: argparse.Namespace, account: Mapping[str, str] | None) -> s
     token_url, origin = _opt_from(args, "token_url", "TOKEN_URL")
     if not token_url and account is not None:
         token_url = account.get("token_uri")
-        origin = f"token_uri of --service-account-file {account['__path__']}"
+        origin = f"token_uri of {_account_origin(args)}"
     if not token_url:
         raise UsageError(f"no token endpoint: pass --token-url URL or set {ENV_PREFIX}TOKEN_URL")
     try:
@@ -1119,8 +1119,13 @@ def _service_account(args: argparse.Namespace) -> dict[str, str] | None:
             "private_key (download one from the Google Cloud console, Service accounts, Keys)"
         )
     account.setdefault("token_uri", GOOGLE_TOKEN_URI)
-    account["__path__"] = path
     return {k: v for k, v in account.items() if isinstance(v, str)}
+
+
+def _account_origin(args: argparse.Namespace) -> str:
+    """The service account file, as the user pointed at it."""
+    path, origin = _opt_from(args, "service_account_file", "SERVICE_ACCOUNT_FILE")
+    return f"{origin} {path}" if origin.startswith("--") else f"{origin} ({path})"
 
 
 def _signing_key(args: argparse.Namespace, account: Mapping[str, str] | None) -> _Key | None:
@@ -1132,7 +1137,7 @@ def _signing_key(args: argparse.Namespace, account: Mapping[str, str] | None) ->
         origin = f"--key-file {path}" if path_origin.startswith("--") else f"{path_origin} ({path})"
     elif account is not None:
         data, key_id = account["private_key"], account.get("private_key_id")
-        origin = f"private_key of --service-account-file {account['__path__']}"
+        origin = f"private_key of {_account_origin(args)}"
     else:
         return None
     password_env = args.key_password_env
@@ -1161,9 +1166,7 @@ def _signing_key(args: argparse.Namespace, account: Mapping[str, str] | None) ->
     flag_kid, key_id_origin = _opt_from(args, "key_id", "KEY_ID")
     _non_empty(flag_kid, key_id_origin, "key id")
     if flag_kid is None and key_id is not None:
-        key_id_origin = (
-            f"private_key_id of --service-account-file {account and account['__path__']}"
-        )
+        key_id_origin = f"private_key_id of {_account_origin(args)}"
     return _Key(
         data=data,
         password=password,

@@ -31,7 +31,10 @@ from httpx_tokenauth import TokenAuth
 from httpx_tokenauth._cli import build_provider, parser, unverified_jwt
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-RECIPES = sorted(p.name for p in DOCS.glob("*.md") if p.name != "README.md")
+#: The vendor recipes: the pages with code (docs/ may also hold prose-only pages).
+RECIPES = sorted(
+    p.name for p in DOCS.glob("*.md") if p.name != "README.md" and "```python" in p.read_text()
+)
 FAKE_SECRET = "fake-client-secret-for-the-docs-0123456789"
 #: Files the recipes read; keys are RSA unless the recipe signs with ES256.
 EC_KEY_FILES = {"billing-service.key.pem"}

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from httpx_tokenauth import Token
-from httpx_tokenauth._cli import main, shorten_header, token_info, unverified_jwt
+from httpx_tokenauth._cli import (
+    build_provider,
+    main,
+    parser,
+    shorten_header,
+    token_info,
+    unverified_jwt,
+)
 from httpx_tokenauth.testing import JWT_BEARER, LocalAPI, LocalAuthorizationServer, LocalCA
 
 CLIENT_ID = "cli-client"
@@ -719,6 +727,7 @@ def files_secret(tmp_path: Path) -> Path:
         (["--cert-key", "k.pem"], 2, "--cert-key goes with --cert"),
         (["--retries", "-1"], 2, "--retries must be 0 or more"),
         (["--timeout", "0"], 2, "--timeout must be more than 0"),
+        (["--timeout", "nan"], 2, "--timeout must be more than 0"),
         (["--ca-file", "/nonexistent/ca.pem"], 1, "no such file"),
         (["--cert", "/nonexistent/c.pem"], 1, "cannot use client certificate"),
     ],
@@ -828,3 +837,282 @@ def test_usage_and_input_errors_are_one_line(
     assert out == ""
     assert_one_line_error(err)
     assert_no_secrets(out, err)
+
+
+# -- every refusal in the command line's own terms ------------------------------------------
+
+#: Advice that only makes sense in Python: a constructor argument, a class, a path object.
+PYTHON_ADVICE = re.compile(
+    r"(?<!--param |--claim )\b(allow_insecure_http|password=|key=|client_secret=|client_id="
+    r"|algorithm=|key_id=|audience=|extra_params|extra_claims|pathlib|constructor|pass a list)"
+    r"|\b[A-Z][A-Za-z]+\("
+)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Key, certificate and service account files, each wrong in one way."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    base = tmp_path_factory.mktemp("bad")
+    rsa_key = serialization.load_pem_private_key(RSA_KEY, None)
+    ec_key = serialization.load_pem_private_key(EC_KEY, None)
+    other = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "other")])
+    now = datetime.now(timezone.utc)
+    other_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(other.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(other, hashes.SHA256())
+    )
+    ec_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key))
+    contents: dict[str, bytes] = {
+        "encrypted.pem": rsa_key.private_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"the-key-password"),
+        ),
+        "malformed.pem": b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        "empty.pem": b"",
+        "openssh.key": b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n"
+        b"-----END OPENSSH PRIVATE KEY-----\n",
+        "public.pem": ec_key.public_key().public_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        "small-rsa.pem": _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)),  # noqa: S505
+        "secp256k1.pem": _pem(ec.generate_private_key(ec.SECP256K1())),
+        "broken.jwk": b'{"kty": "EC", oops',
+        "oct.jwk": json.dumps({"kty": "oct", "k": "c2VjcmV0"}).encode(),
+        "es256.jwk": json.dumps({**ec_jwk, "alg": "ES256", "kid": "jwk-kid"}).encode(),
+        "not-a-cert.pem": b"not a certificate",
+        "other-cert.pem": other_cert.public_bytes(serialization.Encoding.PEM),
+        "rsa.pem": RSA_KEY,
+        "ec.pem": EC_KEY,
+    }
+    paths = {}
+    for filename, data in contents.items():
+        (base / filename).write_bytes(data)
+        paths[filename.replace(".", "_").replace("-", "_")] = str(base / filename)
+    for filename, token_uri, key in [
+        ("sa-http.json", "http://oauth2.example/token", RSA_KEY.decode()),
+        ("sa-badkey.json", "https://oauth2.example/token", "not a key"),
+    ]:
+        account = {"client_email": "robot@example", "private_key": key, "token_uri": token_uri}
+        (base / filename).write_text(json.dumps(account))
+        paths[filename.replace(".", "_").replace("-", "_")] = str(base / filename)
+    return paths
+
+
+_SECRET = {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}
+_JWT_BEARER = ["--grant", "jwt_bearer", "--issuer", "i", "--subject", "s"]
+
+#: (argv after `token`, environment, what the message must name), one per refusal.
+REFUSALS: list[tuple[list[str], dict[str, str], list[str]]] = [
+    # the token endpoint
+    (["--token-url", "http://as.example/token"], _SECRET, ["--token-url", "--allow-insecure-http"]),
+    ([], {**_SECRET, "HTTPX_TOKENAUTH_TOKEN_URL": "http://as.example/token"},
+     ["HTTPX_TOKENAUTH_TOKEN_URL", "--allow-insecure-http"]),
+    (["--token-url", "https://svc:pw@as.example/token"], _SECRET, ["--token-url", "--client-id"]),
+    (["--token-url", "https://as.example/token#frag"], _SECRET, ["--token-url", "'#'"]),
+    (["--token-url", "ftp://as.example/token"], _SECRET, ["--token-url", "https://"]),
+    (["--token-url", "https://as.example:99999/token"], _SECRET, ["--token-url"]),
+    (["--token-url", "https://[::1/token"], _SECRET, ["--token-url", "not a valid URL"]),
+    (["--service-account-file", "{sa_http_json}"], {"HTTPX_TOKENAUTH_TOKEN_URL": ""},
+     ["token_uri of --service-account-file", "--allow-insecure-http"]),
+    # the signing key and its password
+    (["--key-file", "{encrypted_pem}"], {}, ["--key-file", "--key-password-env NAME",
+                                             "HTTPX_TOKENAUTH_KEY_PASSWORD"]),
+    (["--key-file", "{encrypted_pem}"], {"HTTPX_TOKENAUTH_KEY_PASSWORD": "wrong"},
+     ["--key-file", "password is wrong", "HTTPX_TOKENAUTH_KEY_PASSWORD"]),
+    (["--key-file", "{encrypted_pem}", "--key-password-env", "PW"], {"PW": "wrong"},
+     ["--key-file", "--key-password-env PW"]),
+    (["--key-file", "{rsa_pem}", "--key-password-env", "PW"], {"PW": "unneeded"},
+     ["--key-file", "not encrypted", "drop --key-password-env"]),
+    (["--key-file", "{rsa_pem}"], {"HTTPX_TOKENAUTH_KEY_PASSWORD": "unneeded"},
+     ["--key-file", "unset HTTPX_TOKENAUTH_KEY_PASSWORD"]),
+    (["--key-file", "{malformed_pem}"], {}, ["--key-file", "PEM (PKCS#8"]),
+    (["--key-file", "{empty_pem}"], {}, ["--key-file", "empty"]),
+    (["--key-file", "{openssh_key}"], {}, ["--key-file", "ssh-keygen"]),
+    (["--key-file", "{public_pem}"], {}, ["--key-file", "private key"]),
+    (["--key-file", "{small_rsa_pem}"], {}, ["--key-file", "1024 bits"]),
+    (["--key-file", "{secp256k1_pem}"], {}, ["--key-file", "P-256"]),
+    ([], {"HTTPX_TOKENAUTH_KEY_FILE": "{malformed_pem}"}, ["HTTPX_TOKENAUTH_KEY_FILE"]),
+    (["--key-file", "{broken_jwk}"], {}, ["--key-file", "JSON"]),
+    (["--key-file", "{oct_jwk}"], {}, ["--key-file", "--auth client_secret_jwt"]),
+    (["--key-file", "{es256_jwk}", "--algorithm", "ES384"], {},
+     ["--algorithm", "leave --algorithm out", "ES256"]),
+    (["--key-file", "{es256_jwk}"], {"HTTPX_TOKENAUTH_KEY_PASSWORD": "pw"},
+     ["--key-file", "unset HTTPX_TOKENAUTH_KEY_PASSWORD"]),
+    (["--key-file", "{es256_jwk}", "--key-id", "other-kid"], {}, ["--key-id", "jwk-kid"]),
+    (["--key-file", "{ec_pem}", "--key-id", ""], {}, ["--key-id", "empty"]),
+    (["--service-account-file", "{sa_badkey_json}"], {"HTTPX_TOKENAUTH_TOKEN_URL": ""},
+     ["private_key of --service-account-file"]),
+    # the algorithm
+    (["--key-file", "{rsa_pem}", "--algorithm", "HS256"], {},
+     ["--algorithm", "--auth client_secret_jwt"]),
+    ([], {"HTTPX_TOKENAUTH_KEY_FILE": "{rsa_pem}", "HTTPX_TOKENAUTH_ALGORITHM": "HS256"},
+     ["HTTPX_TOKENAUTH_ALGORITHM", "--auth client_secret_jwt"]),
+    (["--key-file", "{rsa_pem}", "--algorithm", "ES256"], {},
+     ["--algorithm", "--algorithm RS256 or PS256"]),
+    (["--key-file", "{rsa_pem}", "--algorithm", "RS1"], {}, ["--algorithm", "supported"]),
+    (["--key-file", "{rsa_pem}", "--algorithm", "none"], {}, ["--algorithm", "unsigned"]),
+    (["--auth", "client_secret_jwt", "--algorithm", "RS256"], _SECRET,
+     ["--algorithm", "--auth private_key_jwt"]),
+    (["--auth", "client_secret_jwt", "--algorithm", "HS1"], _SECRET, ["--algorithm"]),
+    (["--auth", "client_secret_jwt", "--client-secret-env", "SHORT"], {"SHORT": "too-short"},
+     ["--client-secret-env SHORT", "32 bytes", "--auth private_key_jwt"]),
+    (["--auth", "client_secret_jwt"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": "too-short"},
+     ["HTTPX_TOKENAUTH_CLIENT_SECRET", "at least 32 bytes"]),
+    (["--auth", "client_secret_jwt", "--key-id", ""], _SECRET, ["--key-id", "empty"]),
+    (["--auth", "client_secret_jwt", "--assertion-audience", ""], _SECRET,
+     ["--assertion-audience", "empty"]),
+    # the certificate
+    (["--key-file", "{ec_pem}", "--certificate-file", "{not_a_cert_pem}"], {},
+     ["--certificate-file", "PEM or DER"]),
+    (["--key-file", "{ec_pem}", "--certificate-file", "{other_cert_pem}"], {},
+     ["--certificate-file", "--key-file"]),
+    # scope, audience, resource, parameters, claims
+    (["--scope", 'in"valid'], _SECRET, ["--scope", "several separated by spaces"]),
+    (["--scope", "read read"], _SECRET, ["--scope", "read more than once"]),
+    ([], {**_SECRET, "HTTPX_TOKENAUTH_SCOPE": "read bad\\scope"}, ["HTTPX_TOKENAUTH_SCOPE"]),
+    (["--audience", "a", "--audience", "a"], _SECRET, ["--audience", "more than once"]),
+    (["--resource", "not-a-uri"], _SECRET, ["--resource", "absolute URI"]),
+    ([], {**_SECRET, "HTTPX_TOKENAUTH_RESOURCE": "https://a.example https://a.example"},
+     ["HTTPX_TOKENAUTH_RESOURCE", "more than once"]),
+    (["--param", "scope=admin"], _SECRET, ["--param scope=", "use --scope"]),
+    (["--param", "client_secret=x"], _SECRET, ["--param client_secret=", "--client-secret-env"]),
+    (["--param", "tenant="], _SECRET, ["--param tenant=", "no value"]),
+    (["--param", "a=1", "--param", "a=2"], _SECRET, ["--param a=", "twice"]),
+    ([*_JWT_BEARER, "--key-file", "{ec_pem}", "--claim", "iss=x"], {},
+     ["--claim iss=", "--issuer"]),
+    ([*_JWT_BEARER, "--key-file", "{ec_pem}", "--claim", "jti=x"], {},
+     ["--claim jti=", "drop it"]),
+    # the JWT-bearer grant's key goes through the same translation
+    ([*_JWT_BEARER, "--key-file", "{encrypted_pem}"], {}, ["--key-file", "--key-password-env"]),
+    ([*_JWT_BEARER, "--key-file", "{rsa_pem}", "--algorithm", "HS256"], {},
+     ["--algorithm", "--auth client_secret_jwt"]),
+    # text the environment could not decode
+    ([], {**_SECRET, "HTTPX_TOKENAUTH_CLIENT_ID": "svc\udcff"},
+     ["HTTPX_TOKENAUTH_CLIENT_ID", "UTF-8"]),
+    ([], {"HTTPX_TOKENAUTH_CLIENT_SECRET": "s\udcffcret"},
+     ["HTTPX_TOKENAUTH_CLIENT_SECRET", "UTF-8"]),
+    (["--key-file", "{encrypted_pem}"], {"HTTPX_TOKENAUTH_KEY_PASSWORD": "p\udcffw"},
+     ["HTTPX_TOKENAUTH_KEY_PASSWORD", "UTF-8"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "variables", "names"), REFUSALS, ids=[" ".join(c[2]) for c in REFUSALS]
+)
+def test_every_refusal_names_the_cli_option_not_the_python_api(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    bad_files: dict[str, str],
+    server: Any,
+    argv: list[str],
+    variables: dict[str, str],
+    names: list[str],
+) -> None:
+    """Each value the library refuses: exit 2, one line naming the flag or variable that
+    fed it and the option that fixes it, no Python advice, no secret, no token request."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value.format(**bad_files))
+    argv = [a.format(**bad_files) for a in argv]
+
+    status, out, err = run(capsys, "token", *argv)
+
+    assert (status, out) == (2, ""), err
+    assert_one_line_error(err)
+    for name in names:
+        assert name in err
+    assert not PYTHON_ADVICE.search(err), err
+    assert "the-key-password" not in err
+    assert_no_secrets(err)
+    assert server.token_request_count == 0
+
+
+def test_every_key_refusal_reason_has_cli_advice() -> None:
+    """Each reason a KeyConfigurationError can carry is one the CLI rewrites, so a new
+    rule in the library cannot reach the command line with Python advice unnoticed."""
+    src = Path(__file__).resolve().parent.parent / "src" / "httpx_tokenauth"
+    reasons = {
+        reason
+        for module in ("_keys.py", "_jwt.py")
+        for reason in re.findall(r'reason="(\w+)"', (src / module).read_text())
+    }
+    cli = (src / "_cli.py").read_text()
+
+    assert len(reasons) >= 10
+    assert sorted(r for r in reasons if f'"{r}"' not in cli) == []
+
+
+def test_request_method_that_is_not_a_token_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], api: LocalAPI, server: Any
+) -> None:
+    """`request "GE T" URL`: exit 2 (the command line is wrong), nothing sent anywhere."""
+    status, out, err = run(
+        capsys, "request", "GE T", f"{api.url}/x", "--client-secret-file", str(files["secret"])
+    )
+
+    assert (status, out) == (2, "")
+    assert_one_line_error(err)
+    assert "'GE T' is not an HTTP method" in err
+    assert server.token_request_count == 0
+    assert api.requests == []
+
+
+def test_request_to_a_plain_http_api_names_allow_insecure_http(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path]
+) -> None:
+    """A bearer token is not sent to http:// off loopback: exit 2, the flag that allows it."""
+    status, out, err = run(
+        capsys,
+        "request",
+        "GET",
+        "http://api.example/x",
+        "--client-secret-file",
+        str(files["secret"]),
+    )
+
+    assert (status, out) == (2, "")
+    assert_one_line_error(err)
+    assert "'http://api.example/x' uses plain http" in err
+    assert "--allow-insecure-http" in err
+    assert not PYTHON_ADVICE.search(err)
+
+
+def test_allow_insecure_http_lets_a_test_rig_use_plain_http(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--allow-insecure-http: an http:// token URL off loopback builds its token request."""
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_SECRET", SECRET)
+    argv = ["token", "--token-url", "http://as.test-rig.example/token", "--allow-insecure-http"]
+
+    provider = build_provider(parser().parse_args(argv))
+
+    request = provider.token_request(0.0)
+    assert request.url == "http://as.test-rig.example/token"
+    assert dict(request.form) == {"grant_type": "client_credentials"}
+    assert parser().parse_args(["token"]).allow_insecure_http is False  # off unless given
+
+
+def test_algorithm_comes_from_the_key_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, bad_files: dict[str, str]
+) -> None:
+    """Without --algorithm the library's inference decides: ES256 for the P-256 key file,
+    RS256 for the RSA one, the JWK's alg for a JWK."""
+    for path, expected in [
+        (bad_files["ec_pem"], "ES256"),
+        (bad_files["rsa_pem"], "RS256"),
+        (bad_files["es256_jwk"], "ES256"),
+    ]:
+        provider = build_provider(parser().parse_args(["token", "--key-file", path]))
+        assertion = dict(provider.token_request(1_700_000_000.0).form)["client_assertion"]
+        assert jwt.get_unverified_header(assertion)["alg"] == expected

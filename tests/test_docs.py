@@ -1,10 +1,13 @@
-"""The recipes in docs/ are right: their code constructs, and sends what the text says.
+"""The recipes in docs/ are right: their code runs as pasted, and sends what the text says.
 
-Every ```python block of docs/*.md runs with fake keys, certificates and
-secrets put where it reads them; the token request its provider would send is
-built (sans-I/O, no network) and checked against what the recipe promises.
-Every `httpx-tokenauth token` command of a recipe must build the same token
-request as one of that recipe's Python providers.
+Every ```python block of docs/*.md runs unchanged (as a script, in a namespace
+of its own), from a directory holding fake key, certificate and service
+account files under the names the recipe reads, with fake secrets in the
+environment variables it reads. The recipes name real vendors' token
+endpoints, so nothing is sent: the token request the block's ``provider``
+would send is built (sans-I/O) and checked against what the recipe promises.
+Every `httpx-tokenauth token` command of a recipe, run from the same
+directory, must build the same token request as one of its Python blocks.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ from httpx_tokenauth import TokenAuth
 from httpx_tokenauth._cli import build_provider, parser, unverified_jwt
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-RECIPES = sorted(p.name for p in DOCS.glob("*.md") if p.name != "README.md")
+#: The vendor recipes: the pages with code (docs/ may also hold prose-only pages).
+RECIPES = sorted(
+    p.name for p in DOCS.glob("*.md") if p.name != "README.md" and "```python" in p.read_text()
+)
 FAKE_SECRET = "fake-client-secret-for-the-docs-0123456789"
 #: Files the recipes read; keys are RSA unless the recipe signs with ES256.
 EC_KEY_FILES = {"billing-service.key.pem"}
@@ -120,14 +126,15 @@ def sent(provider: Any) -> dict[str, Any]:
 def run_python_blocks(
     recipe: str, secrets_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> list[dict[str, Any]]:
-    """Run each Python block of a recipe; what each block's provider sends."""
+    """Run each Python block of a recipe as pasted, from the directory holding its files,
+    with its secrets' variables set; what each block's provider sends."""
+    monkeypatch.chdir(secrets_dir)
     results = []
     for block in _blocks((DOCS / recipe).read_text(), "python"):
         for name in re.findall(r'os\.environ\["(\w+)"\]', block):
             monkeypatch.setenv(name, FAKE_SECRET)
-        code = block.replace("/run/secrets/", f"{secrets_dir}/")
-        namespace: dict[str, Any] = {}
-        exec(compile(code, recipe, "exec"), namespace)  # noqa: S102 - our own docs
+        namespace: dict[str, Any] = {"__name__": "__main__"}
+        exec(compile(block, recipe, "exec"), namespace)  # noqa: S102 - our own docs
         assert isinstance(namespace["auth"], TokenAuth)
         results.append(sent(namespace["provider"]))
     return results
@@ -232,8 +239,16 @@ def test_shell_commands_send_what_the_python_code_sends(
             monkeypatch.setenv(words.pop(0).split("=")[0], FAKE_SECRET)
         if words[:2] != ["httpx-tokenauth", "token"]:
             continue  # openssl, curl: not ours
-        argv = [str(secrets_dir / w) if (secrets_dir / w).exists() else w for w in words[2:]]
-        provider = build_provider(parser().parse_args(["token", *argv]))
+        provider = build_provider(parser().parse_args(["token", *words[2:]]))
         assert sent(provider) in expected, line
         checked += 1
     assert checked >= 1
+
+
+def test_every_docs_block_uses_only_names_it_defines() -> None:
+    """No Python block of docs/ needs a name from outside it (imports and all are there)."""
+    from test_readme import undefined_names
+
+    for page in sorted(DOCS.glob("*.md")):
+        for block in _blocks(page.read_text(), "python"):
+            assert undefined_names(block) == set(), (page.name, block[:60])

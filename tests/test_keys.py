@@ -334,7 +334,7 @@ def test_x2_alg_none_is_refused_everywhere(algorithm: str) -> None:
         ("RS1", "unsupported algorithm 'RS1'"),
         ("es256", "did you mean 'ES256'"),
         ("", "must be a string"),
-        (None, "must be a string"),
+        (1, "must be a string"),
     ],
 )
 def test_unknown_algorithm_is_refused(algorithm: Any, message: str) -> None:

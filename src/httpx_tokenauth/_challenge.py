@@ -110,7 +110,10 @@ def _unquote(raw: str) -> str:
 class BearerChallenge:
     """What a resource server said in its ``WWW-Authenticate: Bearer`` challenge (RFC 6750 §3).
 
-    ``scope`` is the scope the server requires, split on spaces (SPEC U7).
+    ``scope`` is the scope the server requires, split on spaces into a tuple
+    (SPEC U7), like ``Token.scope``: ``("invoices:read", "invoices:write")``
+    for ``scope="invoices:read invoices:write"``, and None when the challenge
+    names none. ``" ".join(challenge.scope)`` gives the string as sent.
     """
 
     error: str | None
@@ -150,8 +153,8 @@ def bearer_challenge(response: _HasHeaders) -> BearerChallenge | None:
     the scope an ``insufficient_scope`` response requires::
 
         challenge = bearer_challenge(response)
-        if challenge and challenge.error == "insufficient_scope":
-            print("needs", challenge.scope)
+        if challenge and challenge.error == "insufficient_scope" and challenge.scope:
+            print("needs", " ".join(challenge.scope))
     """
     for challenge in parse_www_authenticate(response.headers.get_list("www-authenticate")):
         if challenge.scheme.lower() == "bearer":

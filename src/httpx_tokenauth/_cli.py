@@ -19,7 +19,9 @@ import argparse
 import base64
 import binascii
 import json
+import math
 import os
+import re
 import ssl
 import sys
 import time
@@ -28,18 +30,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 import httpx
 
 from . import __version__
 from ._auth import TokenAuth
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
-from ._errors import ConfigurationError, TokenError
-from ._jwt import ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
-from ._providers import ClientCredentials
+from ._errors import ConfigurationError, InsecureTransportError, TokenError
+from ._jwt import RESERVED_CLAIMS, ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
+from ._keys import KeyConfigurationError, check_algorithm
+from ._providers import RESERVED_PARAMS, ClientCredentials
+from ._request import normalize_multi, normalize_scope
 from ._retry import RetryPolicy
 from ._token import Token
 from ._transport import root_cause
+from ._url import check_token_url, redacted_url
 
 __all__ = ["build_provider", "main", "parser", "unverified_jwt"]
 
@@ -271,6 +277,13 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
         help=f"its private key, if not in --cert (unencrypted PEM) {_env_help('CERT_KEY')}",
     )
     g.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="FOR TEST RIGS ONLY: allow plain http:// token endpoints and API URLs on hosts "
+        "other than loopback (127.0.0.1, ::1 and localhost need no flag). The client secret, "
+        "assertions and tokens then cross the network unencrypted; never use it in production",
+    )
+    g.add_argument(
         "--timeout",
         type=float,
         default=10.0,
@@ -485,6 +498,11 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
             raise UsageError(f"--json-body is not valid JSON: {exc}") from None
         content = args.json_body.encode()
         headers.setdefault("Content-Type", "application/json")
+    if not _HTTP_TOKEN.fullmatch(args.method):
+        raise UsageError(
+            f"METHOD {args.method[:20]!r} is not an HTTP method: a name such as GET, POST or "
+            "PUT (letters, digits and !#$%&'*+-.^_`|~; no spaces)"
+        )
     if not args.url.lower().startswith(("https://", "http://")):
         raise UsageError(
             f"the URL must start with https:// (or http:// to loopback), got {args.url[:60]!r}"
@@ -495,7 +513,12 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
         hooks["request"].append(lambda request: _show_request(request, stderr))
         hooks["response"].append(lambda response: _show_status(response, stderr, "< "))
     with _clients(args) as (token_client, verify):
-        auth = TokenAuth(provider, token_client=token_client, retry=_retry(args))
+        auth = TokenAuth(
+            provider,
+            token_client=token_client,
+            retry=_retry(args),
+            allow_insecure_http=args.allow_insecure_http,
+        )
         with httpx.Client(
             auth=auth, verify=verify, timeout=args.timeout, event_hooks=hooks
         ) as client:
@@ -505,6 +528,12 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
                 )
             except httpx.InvalidURL as exc:
                 raise UsageError(f"invalid URL {args.url!r}: {exc}") from None
+            except InsecureTransportError:
+                raise UsageError(
+                    f"the API URL {_short_url(args.url)!r} uses plain http: the bearer token "
+                    "must travel over TLS (RFC 6750 §5.3). Use https://, or, on a test rig whose "
+                    "API is not on loopback, pass --allow-insecure-http"
+                ) from None
             except httpx.HTTPError as exc:
                 raise CommandError(
                     f"request to {_short_url(args.url)} failed: {type(exc).__name__}: "
@@ -525,6 +554,10 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
         stderr.write(f"{PROG}: error: the API answered {response.status_code}\n")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+#: RFC 9110 §9.1: a method name is a token.
+_HTTP_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _headers(values: Sequence[str]) -> dict[str, str]:
@@ -568,6 +601,14 @@ def _short_url(url: str) -> str:
 
 
 # -- building the provider from flags and environment -----------------------------------
+#
+# Each value comes from a flag, an environment variable or a file, and feeds one
+# constructor argument. The library refuses bad arguments with advice about its
+# Python API (password=..., allow_insecure_http=True); the command line checks
+# each argument where it knows which flag or variable fed it, and gives the
+# same advice in terms of its own options. Refusals are told apart by their
+# type (InsecureTransportError; KeyConfigurationError and its ``reason``) and by
+# which argument was being checked, never by the wording of a message.
 
 
 def _env(name: str) -> str | None:
@@ -575,14 +616,22 @@ def _env(name: str) -> str | None:
 
 
 def _opt(args: argparse.Namespace, attr: str, env: str) -> str | None:
+    return _opt_from(args, attr, env)[0]
+
+
+def _opt_from(args: argparse.Namespace, attr: str, env: str) -> tuple[str | None, str]:
+    """A value and where it came from: the flag (``--key-id``) or the variable's name."""
     value: str | None = getattr(args, attr, None)
-    return value if value is not None else _env(env)
+    if value is not None:
+        return value, "--" + attr.replace("_", "-")
+    return _env(env), ENV_PREFIX + env
 
 
-def _multi(values: Sequence[str], env: str) -> list[str]:
-    """A repeatable option: the flags, or else the environment variable; split on spaces."""
-    raw = list(values) or ([] if (text := _env(env)) is None else [text])
-    return [item for value in raw for item in value.split()]
+def _multi_from(values: Sequence[str], env: str, flag: str) -> tuple[list[str], str]:
+    if values:
+        return [item for value in values for item in value.split()], flag
+    text = _env(env)
+    return ([] if text is None else text.split()), ENV_PREFIX + env
 
 
 def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
@@ -591,6 +640,8 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
         name, sep, rest = value.partition("=")
         if not sep or not name:
             raise UsageError(f"{flag} wants NAME=VALUE, got {name[:40]!r} without '='")
+        if name in pairs:
+            raise UsageError(f"{flag} {name}=... is given twice: pass each name once")
         pairs[name] = rest
     return pairs
 
@@ -607,47 +658,261 @@ def _read_file(path: str, what: str) -> bytes:
         raise CommandError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from None
 
 
+def _text(value: str, origin: str, what: str) -> str:
+    """``value`` if it has a UTF-8 form; a variable holding undecodable bytes does not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"{origin}: the {what} is not valid UTF-8 text (bytes the environment could "
+            "not decode): set it again as UTF-8"
+        ) from None
+    return value
+
+
 @dataclass(frozen=True)
 class _Key:
-    """A signing key as the library takes it, without showing it."""
+    """A signing key as the library takes it, without showing it, and where each part
+    came from (for messages)."""
 
     data: bytes | str
     password: str | None
-    algorithm: str
+    algorithm: str | None
     key_id: str | None
     certificate: bytes | None
+    origin: str
+    password_origin: str | None
+    algorithm_origin: str
+    key_id_origin: str
+    certificate_origin: str
 
     def __repr__(self) -> str:
-        return f"<key {self.algorithm}>"
+        return f"<key {self.algorithm or '(algorithm from the key)'}>"
 
 
-def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGrant:
-    """The provider that the token options (flags, then environment variables) describe.
+@dataclass(frozen=True)
+class _Origins:
+    """Where the values that a refusal can be about came from, as the user named them."""
 
-    Raises UsageError for options that do not fit together, CommandError for a
-    file that cannot be read, ConfigurationError for what the library refuses.
+    key: _Key | None = None
+    secret: str = "the client secret"
+
+
+@contextmanager
+def _in_cli_terms(origins: _Origins, default: str) -> Iterator[None]:
+    """Re-raise the library's refusals as usage errors that name the flag or variable.
+
+    A KeyConfigurationError names its rule (``reason``), so its advice is
+    rewritten for the command line; any other ConfigurationError is about
+    ``default``, the value being checked, and keeps its message.
     """
-    account = _service_account(args)
-    token_url = _opt(args, "token_url", "TOKEN_URL") or (account or {}).get("token_uri")
+    try:
+        yield
+    except KeyConfigurationError as exc:
+        raise UsageError(_key_advice(exc, origins, default)) from None
+    except ConfigurationError as exc:
+        raise UsageError(f"{default}: {exc}") from None
+
+
+def _key_advice(exc: KeyConfigurationError, origins: _Origins, default: str) -> str:
+    """A key, algorithm, password, certificate or secret refusal in the CLI's terms."""
+    problem, fits = exc.problem, " or ".join(exc.suggestions)
+    key = origins.key
+    algorithm = key.algorithm_origin if key else default
+    if exc.reason == "secret_too_short":
+        return (
+            f"{origins.secret}: {problem}: ask the authorization server for a longer secret "
+            "(HS256 needs the fewest bytes, 32), or sign with a private key instead "
+            "(--auth private_key_jwt --key-file PATH)"
+        )
+    if exc.reason == "private_key_algorithm":
+        return (
+            f"{algorithm}: {problem}: use it with --auth private_key_jwt and "
+            "--key-file PATH; --auth client_secret_jwt signs with HS256, HS384 or HS512"
+        )
+    if exc.reason == "shared_secret_algorithm":
+        return (
+            f"{algorithm}: {problem}: HS256/HS384/HS512 go with --auth "
+            f"client_secret_jwt and a client secret ({_SECRET_OPTIONS}); with --key-file, "
+            "pass a private-key algorithm such as ES256, PS256 or RS256, or leave "
+            "--algorithm out and the key decides"
+        )
+    if key is None:  # pragma: no cover - every other reason is about a key
+        return f"{default}: {exc}"
+    password = key.password_origin
+    drop_password = (
+        f"drop {password.split()[0]}"
+        if password and password.startswith("--")
+        else f"unset {password or ENV_PREFIX + 'KEY_PASSWORD'}"
+    )
+    advice = {
+        "jwk_not_json": f"{key.origin}: {problem}: a JWK key file holds one JSON object",
+        "key_empty": f"{key.origin}: the key is empty: the file must hold the private key "
+        "(PEM, DER or a private JWK)",
+        "password_needed": f"{key.origin}: {problem}: put its password in an environment "
+        f"variable and pass --key-password-env NAME (or set {ENV_PREFIX}KEY_PASSWORD)",
+        "password_not_needed": f"{key.origin}: the key is not encrypted, but {password} "
+        f"gives a password for it: {drop_password}",
+        "password_wrong": f"{key.origin}: {problem} (the password comes from {password})",
+        "key_unreadable": f"{key.origin}: {problem}: the file must hold a private key as PEM "
+        "(PKCS#8, PKCS#1 or SEC1), DER or a private JWK (JSON)",
+        "jwk_shared_secret": f"{key.origin}: {problem}: a shared secret goes in "
+        f"{ENV_PREFIX}CLIENT_SECRET (or --client-secret-env / --client-secret-file), "
+        "with --auth client_secret_jwt",
+        "jwk_algorithm": f"{key.algorithm_origin}: {problem}: leave --algorithm out (the "
+        f"JWK's {fits} is used) or pass --algorithm {fits}",
+        "key_algorithm_mismatch": f"{key.algorithm_origin}: {problem}: "
+        + (
+            f"pass --algorithm {fits} (or leave --algorithm out and the key decides), or "
+            if fits
+            else "pass "
+        )
+        + f"a key file that fits (now {key.origin})",
+        "certificate_unreadable": f"{key.certificate_origin}: {problem}: the file must hold "
+        "the key's X.509 certificate, PEM or DER",
+        "certificate_mismatch": f"{key.certificate_origin}: {problem} ({key.origin}): pass "
+        "the certificate issued for that key",
+        "key_id_mismatch": f"{key.key_id_origin}: {problem}: pass --key-id {fits}, or "
+        "leave --key-id out and the JWK's kid is used",
+    }
+    return advice.get(exc.reason, f"{key.origin}: {exc}")
+
+
+_SECRET_OPTIONS = (
+    f"{ENV_PREFIX}CLIENT_SECRET, --client-secret-env NAME or --client-secret-file PATH"
+)
+#: The flag that sets what a reserved token-request parameter would.
+_PARAM_FLAGS = {
+    "grant_type": "--grant",
+    "scope": "--scope",
+    "audience": "--audience",
+    "resource": "--resource",
+    "client_id": "--client-id",
+    "client_secret": _SECRET_OPTIONS,
+    "client_assertion": "--auth private_key_jwt or client_secret_jwt",
+    "client_assertion_type": "--auth private_key_jwt or client_secret_jwt",
+    "assertion": "--grant jwt_bearer",
+}
+#: The flag that sets what a claim the library computes would.
+_CLAIM_FLAGS = {
+    "iss": "--issuer",
+    "sub": "--subject",
+    "aud": "--audience",
+}
+
+
+def _token_url(args: argparse.Namespace, account: Mapping[str, str] | None) -> str:
+    """The token endpoint, checked as the library checks it, refusals in CLI terms."""
+    token_url, origin = _opt_from(args, "token_url", "TOKEN_URL")
+    if not token_url and account is not None:
+        token_url = account.get("token_uri")
+        origin = f"token_uri of {_account_origin(args)}"
     if not token_url:
         raise UsageError(f"no token endpoint: pass --token-url URL or set {ENV_PREFIX}TOKEN_URL")
-    grant = _opt(args, "grant", "GRANT") or ("jwt_bearer" if account else "client_credentials")
-    if grant not in GRANTS:
-        raise UsageError(f"{ENV_PREFIX}GRANT must be one of {', '.join(GRANTS)}, got {grant!r}")
-    method = _opt(args, "auth", "AUTH")
-    if method is not None and method not in AUTH_METHODS:
+    try:
+        parts = urlsplit(token_url)
+        has_userinfo = parts.username is not None or parts.password is not None
+    except ValueError:
+        has_userinfo = False  # check_token_url says what is wrong with it
+    if has_userinfo:
         raise UsageError(
-            f"{ENV_PREFIX}AUTH must be one of {', '.join(AUTH_METHODS)}, got {method!r}"
+            f"{origin} {redacted_url(token_url)!r} carries a user name or password; the "
+            f"client id goes in --client-id (or {ENV_PREFIX}CLIENT_ID) and the secret in "
+            f"{_SECRET_OPTIONS}, never in the URL"
         )
-    client_id = _opt(args, "client_id", "CLIENT_ID")
-    key = _signing_key(args, account)
-    explicit_secret = args.client_secret_env is not None or args.client_secret_file is not None
-    scope = _multi(args.scope, "SCOPE") or None
-    audience = _multi(args.audience, "AUDIENCE")
-    resource = _multi(args.resource, "RESOURCE") or None
-    extra_params = _pairs(args.param, "--param") or None
-    extra_claims = _pairs(args.claim, "--claim")
+    try:
+        check_token_url(token_url, allow_insecure_http=args.allow_insecure_http)
+    except InsecureTransportError:
+        raise UsageError(
+            f"{origin} {redacted_url(token_url)!r} uses plain http: client credentials and "
+            "tokens must travel over TLS (RFC 6749 §3.2). Use https://, or, on a test rig "
+            "whose server is not on loopback, pass --allow-insecure-http"
+        ) from None
+    except ConfigurationError as exc:
+        raise UsageError(f"{origin}: {exc}") from None
+    return token_url
 
+
+def _checked_scope(tokens: list[str], origin: str) -> list[str] | None:
+    """The scope tokens; a refused one, or a repeated one, named in CLI terms."""
+    if not tokens:
+        return None
+    try:
+        normalize_scope(tokens)
+    except ConfigurationError as exc:
+        for token in tokens:
+            try:
+                normalize_scope([token])
+            except ConfigurationError:
+                raise UsageError(
+                    f"{origin}: scope {token[:40]!r} is not allowed: RFC 6749 §3.3 scopes are "
+                    "printable ASCII without '\"' or '\\'; pass one scope per --scope, or "
+                    "several separated by spaces"
+                ) from None
+        repeated = sorted({t for t in tokens if tokens.count(t) > 1})
+        if repeated:
+            raise UsageError(
+                f"{origin} names {', '.join(repeated)} more than once: pass each scope once"
+            ) from None
+        raise UsageError(f"{origin}: {exc}") from None
+    return tokens
+
+
+def _checked_multi(name: str, values: list[str], origin: str) -> list[str]:
+    """Audience or resource values; a refused one, or a repeated one, named in CLI terms."""
+    try:
+        normalize_multi(name, values or None)
+    except ConfigurationError as exc:
+        for value in values:
+            try:
+                normalize_multi(name, value)
+            except ConfigurationError as one:
+                raise UsageError(f"{origin}: {one}") from None
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise UsageError(
+                f"{origin} names {', '.join(repeated)} more than once: pass each {name} once"
+            ) from None
+        raise UsageError(f"{origin}: {exc}") from None
+    return values
+
+
+def _checked_params(params: dict[str, str]) -> dict[str, str] | None:
+    """--param NAME=VALUE pairs: not one the command sets itself, not empty."""
+    for name, value in params.items():
+        if name in RESERVED_PARAMS:
+            raise UsageError(
+                f"--param {name}=... would set a parameter the command sets itself: use "
+                f"{_PARAM_FLAGS.get(name, 'its own option')} instead"
+            )
+        if not value:
+            raise UsageError(
+                f"--param {name}= has no value, and RFC 6749 §3.2 omits parameters without "
+                "one: give it a value or drop it"
+            )
+    return params or None
+
+
+def _checked_claims(claims: dict[str, str]) -> dict[str, str]:
+    """--claim NAME=VALUE pairs: not a claim the library computes for each assertion."""
+    for name in claims:
+        if name in RESERVED_CLAIMS:
+            flag = _CLAIM_FLAGS.get(name)
+            instead = f"use {flag} instead" if flag else "drop it"
+            raise UsageError(
+                f"--claim {name}=... would set a claim computed for each assertion: {instead}"
+            )
+    return claims
+
+
+def _non_empty(value: str | None, origin: str, what: str) -> str | None:
+    if value is not None and not value:
+        raise UsageError(f"{origin} is empty: give the {what}, or leave it out")
+    return value
+
+
+def _method(method: str | None, grant: str, key: _Key | None, explicit_secret: bool) -> str | None:
+    """The client authentication method: --auth, or what the secret or key implies."""
     if method is None:
         has_secret = explicit_secret or _has_default_secret()
         if has_secret and key is not None and grant == "client_credentials":
@@ -661,30 +926,66 @@ def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGra
             method = "private_key_jwt"
     if method == "private_key_jwt" and explicit_secret:
         raise UsageError("private_key_jwt signs with --key-file: drop --client-secret-env/-file")
-    secret = _client_secret(args) if method in SECRET_METHODS else None
-    client_auth = _client_auth(method, key, args)
+    return method
+
+
+def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGrant:
+    """The provider that the token options (flags, then environment variables) describe.
+
+    Raises UsageError for options that do not fit together or that the library
+    refuses (with advice in terms of the options), CommandError for a file that
+    cannot be read.
+    """
+    account = _service_account(args)
+    token_url = _token_url(args, account)
+    grant = _opt(args, "grant", "GRANT") or ("jwt_bearer" if account else "client_credentials")
+    if grant not in GRANTS:
+        raise UsageError(f"{ENV_PREFIX}GRANT must be one of {', '.join(GRANTS)}, got {grant!r}")
+    method = _opt(args, "auth", "AUTH")
+    if method is not None and method not in AUTH_METHODS:
+        raise UsageError(
+            f"{ENV_PREFIX}AUTH must be one of {', '.join(AUTH_METHODS)}, got {method!r}"
+        )
+    client_id, client_id_origin = _opt_from(args, "client_id", "CLIENT_ID")
+    if client_id:
+        _text(client_id, client_id_origin, "client id")
+    key = _signing_key(args, account)
+    explicit_secret = args.client_secret_env is not None or args.client_secret_file is not None
+    scope = _checked_scope(*_multi_from(args.scope, "SCOPE", "--scope"))
+    audience = _multi_from(args.audience, "AUDIENCE", "--audience")
+    resource = _checked_multi("resource", *_multi_from(args.resource, "RESOURCE", "--resource"))
+    extra_params = _checked_params(_pairs(args.param, "--param"))
+    extra_claims = _checked_claims(_pairs(args.claim, "--claim"))
+
+    method = _method(method, grant, key, explicit_secret)
+    secret, secret_origin = (
+        _client_secret(args) if method in SECRET_METHODS else (None, "the client secret")
+    )
+    origins = _Origins(key=key, secret=secret_origin)
+    client_auth = _client_auth(method, key, args, origins)
 
     if grant == "client_credentials":
         if method is None:
             raise UsageError(
                 "the client credentials grant needs client authentication: a client secret "
-                f"({ENV_PREFIX}CLIENT_SECRET, --client-secret-env or --client-secret-file) or "
-                "a private key (--key-file, for private_key_jwt)"
+                f"({_SECRET_OPTIONS}) or a private key (--key-file, for private_key_jwt)"
             )
         if not client_id:
             raise UsageError(f"no client id: pass --client-id ID or set {ENV_PREFIX}CLIENT_ID")
         if extra_claims:
             raise UsageError("--claim is for the jwt_bearer grant's assertion")
-        return ClientCredentials(
-            token_url,
-            client_id=client_id,
-            client_secret=secret,
-            client_auth=client_auth,
-            scope=scope,
-            audience=audience or None,
-            resource=resource,
-            extra_params=extra_params,
-        )
+        with _in_cli_terms(origins, "the token options"):
+            return ClientCredentials(
+                token_url,
+                client_id=client_id,
+                client_secret=secret,
+                client_auth=client_auth,
+                scope=scope,
+                audience=_checked_multi("audience", *audience) or None,
+                resource=resource or None,
+                extra_params=extra_params,
+                allow_insecure_http=args.allow_insecure_http,
+            )
 
     if key is None:
         raise UsageError("the jwt_bearer grant signs an assertion: pass --key-file PATH")
@@ -695,34 +996,37 @@ def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGra
             "the jwt_bearer grant needs the assertion's --issuer and --subject "
             f"(or {ENV_PREFIX}ISSUER and {ENV_PREFIX}SUBJECT)"
         )
-    if len(audience) > 1:
+    values = audience[0]
+    if len(values) > 1:
         raise UsageError("the jwt_bearer grant's assertion takes one --audience")
     if method is not None and not client_id:
         raise UsageError(f"--auth {method} needs --client-id (or {ENV_PREFIX}CLIENT_ID)")
-    return JWTBearerGrant(
-        token_url,
-        issuer=issuer,
-        subject=subject,
-        key=key.data,
-        algorithm=key.algorithm,
-        password=key.password,
-        key_id=key.key_id,
-        certificate=key.certificate,
-        audience=audience[0] if audience else None,
-        extra_claims=extra_claims or None,
-        scope=scope,
-        resource=resource,
-        extra_params=extra_params,
-        client_id=client_id,
-        client_secret=secret,
-        client_auth=client_auth,
-    )
+    with _in_cli_terms(origins, key.origin):
+        return JWTBearerGrant(
+            token_url,
+            issuer=issuer,
+            subject=subject,
+            key=key.data,
+            algorithm=key.algorithm,
+            password=key.password,
+            key_id=key.key_id,
+            certificate=key.certificate,
+            audience=values[0] if values else None,
+            extra_claims=extra_claims or None,
+            scope=scope,
+            resource=resource or None,
+            extra_params=extra_params,
+            client_id=client_id,
+            client_secret=secret,
+            client_auth=client_auth,
+            allow_insecure_http=args.allow_insecure_http,
+        )
 
 
 def _client_auth(
-    method: str | None, key: _Key | None, args: argparse.Namespace
+    method: str | None, key: _Key | None, args: argparse.Namespace, origins: _Origins
 ) -> ClientAuth | None:
-    audience = args.assertion_audience
+    audience = _non_empty(args.assertion_audience, "--assertion-audience", "assertion audience")
     if audience is not None and method not in ("client_secret_jwt", "private_key_jwt"):
         raise UsageError(
             "--assertion-audience goes with --auth client_secret_jwt or private_key_jwt"
@@ -732,21 +1036,23 @@ def _client_auth(
     if method == "post":
         return ClientSecretPost()
     if method == "client_secret_jwt":
-        algorithm = _opt(args, "algorithm", "ALGORITHM") or "HS256"
-        return ClientSecretJWT(
-            algorithm=algorithm, key_id=_opt(args, "key_id", "KEY_ID"), audience=audience
-        )
+        algorithm, algorithm_origin = _opt_from(args, "algorithm", "ALGORITHM")
+        key_id, key_id_origin = _opt_from(args, "key_id", "KEY_ID")
+        _non_empty(key_id, key_id_origin, "key id")
+        with _in_cli_terms(origins, algorithm_origin):
+            return ClientSecretJWT(algorithm=algorithm or "HS256", key_id=key_id, audience=audience)
     if method == "private_key_jwt":
         if key is None:
             raise UsageError("private_key_jwt needs the client's private key: pass --key-file PATH")
-        return PrivateKeyJWT(
-            key.data,
-            algorithm=key.algorithm,
-            password=key.password,
-            key_id=key.key_id,
-            certificate=key.certificate,
-            audience=audience,
-        )
+        with _in_cli_terms(origins, key.origin):
+            return PrivateKeyJWT(
+                key.data,
+                algorithm=key.algorithm,
+                password=key.password,
+                key_id=key.key_id,
+                certificate=key.certificate,
+                audience=audience,
+            )
     return None
 
 
@@ -754,15 +1060,18 @@ def _has_default_secret() -> bool:
     return _env("CLIENT_SECRET") is not None or _env("CLIENT_SECRET_FILE") is not None
 
 
-def _client_secret(args: argparse.Namespace) -> str:
-    """The client secret, from the one place it was pointed at. Never from argv."""
+def _client_secret(args: argparse.Namespace) -> tuple[str, str]:
+    """The client secret, from the one place it was pointed at, and that place. Never argv."""
     if args.client_secret_env is not None and args.client_secret_file is not None:
         raise UsageError("pass --client-secret-env or --client-secret-file, not both")
     if args.client_secret_env is not None:
-        return _secret_from_env(args.client_secret_env)
+        origin = f"--client-secret-env {args.client_secret_env}"
+        return _text(_secret_from_env(args.client_secret_env), origin, "client secret"), origin
     path = args.client_secret_file
+    origin = f"--client-secret-file {path}"
     if path is None and _env("CLIENT_SECRET") is None:
         path = _env("CLIENT_SECRET_FILE")
+        origin = f"{ENV_PREFIX}CLIENT_SECRET_FILE ({path})"
     if path is not None:
         data = _read_file(path, "client secret file")
         try:
@@ -771,7 +1080,7 @@ def _client_secret(args: argparse.Namespace) -> str:
             raise CommandError(f"client secret file {path!r} is not UTF-8 text") from None
         if not secret:
             raise CommandError(f"client secret file {path!r} is empty")
-        return secret
+        return secret, origin
     if _env("CLIENT_SECRET_FILE") is not None:
         raise UsageError(
             f"both {ENV_PREFIX}CLIENT_SECRET and {ENV_PREFIX}CLIENT_SECRET_FILE are set: unset one"
@@ -779,11 +1088,10 @@ def _client_secret(args: argparse.Namespace) -> str:
     value = _env("CLIENT_SECRET")
     if value is None:
         raise UsageError(
-            "this client authentication needs the client secret: set "
-            f"{ENV_PREFIX}CLIENT_SECRET, or pass --client-secret-env NAME or "
-            "--client-secret-file PATH"
+            f"this client authentication needs the client secret: set {_SECRET_OPTIONS}"
         )
-    return value
+    origin = f"{ENV_PREFIX}CLIENT_SECRET"
+    return _text(value, origin, "client secret"), origin
 
 
 def _secret_from_env(name: str) -> str:
@@ -814,73 +1122,63 @@ def _service_account(args: argparse.Namespace) -> dict[str, str] | None:
     return {k: v for k, v in account.items() if isinstance(v, str)}
 
 
+def _account_origin(args: argparse.Namespace) -> str:
+    """The service account file, as the user pointed at it."""
+    path, origin = _opt_from(args, "service_account_file", "SERVICE_ACCOUNT_FILE")
+    return f"{origin} {path}" if origin.startswith("--") else f"{origin} ({path})"
+
+
 def _signing_key(args: argparse.Namespace, account: Mapping[str, str] | None) -> _Key | None:
-    path = _opt(args, "key_file", "KEY_FILE")
+    path, path_origin = _opt_from(args, "key_file", "KEY_FILE")
     if path is not None:
         raw = _read_file(path, "key file")
         data: bytes | str = raw.decode("utf-8") if raw.lstrip().startswith(b"{") else raw
         key_id = None
+        origin = f"--key-file {path}" if path_origin.startswith("--") else f"{path_origin} ({path})"
     elif account is not None:
         data, key_id = account["private_key"], account.get("private_key_id")
+        origin = f"private_key of {_account_origin(args)}"
     else:
         return None
     password_env = args.key_password_env
-    password = _secret_from_env(password_env) if password_env else _env("KEY_PASSWORD")
-    cert_path = _opt(args, "certificate_file", "CERTIFICATE_FILE")
+    if password_env:
+        password: str | None = _secret_from_env(password_env)
+        password_origin: str | None = f"--key-password-env {password_env}"
+    else:
+        password = _env("KEY_PASSWORD")
+        password_origin = f"{ENV_PREFIX}KEY_PASSWORD" if password is not None else None
+    if password is not None and password_origin is not None:
+        _text(password, password_origin, "key password")
+    cert_path, cert_origin = _opt_from(args, "certificate_file", "CERTIFICATE_FILE")
     certificate = None if cert_path is None else _read_file(cert_path, "certificate file")
-    algorithm = _opt(args, "algorithm", "ALGORITHM") or (
-        "RS256" if account is not None and path is None else _guess_algorithm(data, password)
-    )
+    if cert_path is not None:
+        cert_origin = (
+            f"--certificate-file {cert_path}"
+            if cert_origin.startswith("--")
+            else f"{cert_origin} ({cert_path})"
+        )
+    algorithm, algorithm_origin = _opt_from(args, "algorithm", "ALGORITHM")
+    if algorithm is None:
+        algorithm_origin = f"the algorithm {origin} implies"
+    else:
+        with _in_cli_terms(_Origins(), algorithm_origin):
+            check_algorithm(algorithm, hmac=False)
+    flag_kid, key_id_origin = _opt_from(args, "key_id", "KEY_ID")
+    _non_empty(flag_kid, key_id_origin, "key id")
+    if flag_kid is None and key_id is not None:
+        key_id_origin = f"private_key_id of {_account_origin(args)}"
     return _Key(
         data=data,
         password=password,
         algorithm=algorithm,
-        key_id=_opt(args, "key_id", "KEY_ID") or key_id,
+        key_id=flag_kid or key_id,
         certificate=certificate,
+        origin=origin,
+        password_origin=password_origin,
+        algorithm_origin=algorithm_origin,
+        key_id_origin=key_id_origin,
+        certificate_origin=cert_origin,
     )
-
-
-_EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-
-
-def _guess_algorithm(data: bytes | str, password: str | None) -> str:
-    """The usual algorithm for a key: RS256 for RSA, ES256/384/512 by curve, EdDSA.
-
-    When the key cannot be read here, RS256: the library then reads the key
-    itself and says precisely what is wrong with it.
-    """
-    if isinstance(data, str):  # a JWK
-        try:
-            jwk = json.loads(data)
-        except ValueError:
-            return "RS256"
-        if not isinstance(jwk, dict):
-            return "RS256"
-        if isinstance(jwk.get("alg"), str):
-            return str(jwk["alg"])
-        if jwk.get("kty") == "EC":
-            return _EC_ALGORITHMS.get(str(jwk.get("crv")), "ES256")
-        if jwk.get("kty") == "OKP":
-            return "EdDSA"
-        return "RS256"
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: PLC0415
-
-    secret = None if password is None else password.encode()
-    key: Any = None
-    for load in (serialization.load_pem_private_key, serialization.load_der_private_key):
-        try:
-            key = load(data, secret)
-            break
-        except (ValueError, TypeError):
-            continue
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}.get(
-            key.curve.name, "ES256"
-        )
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return "EdDSA"
-    return "RS256"
 
 
 # -- clients ----------------------------------------------------------------------------
@@ -920,7 +1218,7 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext:
 @contextmanager
 def _clients(args: argparse.Namespace) -> Iterator[tuple[httpx.Client, ssl.SSLContext]]:
     """The token client (no redirects, our TLS settings), and the TLS context for the API."""
-    if args.timeout <= 0:
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError(f"--timeout must be more than 0 seconds, got {args.timeout}")
     context = _ssl_context(args)
     with httpx.Client(verify=context, timeout=args.timeout, follow_redirects=False) as client:

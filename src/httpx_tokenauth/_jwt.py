@@ -35,7 +35,13 @@ from ._client_auth import (
     identity_of,
 )
 from ._errors import AssertionSigningError, ConfigurationError, InvalidGrantError
-from ._keys import certificate_thumbprint, check_algorithm, hmac_key, load_signing_key
+from ._keys import (
+    KeyConfigurationError,
+    certificate_thumbprint,
+    check_algorithm,
+    hmac_key,
+    load_signing_key,
+)
 from ._providers import RESERVED_PARAMS, Grant, form_identity
 from ._request import Form, TokenRequest, normalize_extra_params, normalize_multi
 from ._token import RawResponse, Token
@@ -50,6 +56,7 @@ __all__ = [
     "DEFAULT_GRANT_LIFETIME",
     "JWT_BEARER_GRANT_TYPE",
     "MAX_LIFETIME",
+    "RESERVED_CLAIMS",
     "ClientSecretJWT",
     "JWTBearerGrant",
     "PrivateKeyJWT",
@@ -67,8 +74,8 @@ DEFAULT_CLIENT_AUTH_LIFETIME = 60
 #: Google refuse ``exp`` more than an hour after ``iat``.
 MAX_LIFETIME = 3600
 
-# Claims the library computes; extra_claims may not set them.
-_RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti"})
+#: Claims the library computes for each assertion; extra_claims may not set them.
+RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "iat", "nbf", "jti"})
 
 
 def default_jti() -> str:
@@ -298,7 +305,10 @@ class PrivateKeyJWT(_JWTClientAuth):
     used when ``key_id`` is not given), or a cryptography private key object.
     It is parsed and checked against ``algorithm`` here, once: RS256/384/512
     and PS256/384/512 need RSA of 2048 bits or more, ES256/384/512 need
-    P-256/P-384/P-521, EdDSA needs Ed25519.
+    P-256/P-384/P-521, EdDSA needs Ed25519. Without ``algorithm`` the key
+    decides where that is unambiguous: a JWK's ``alg``, else ES256, ES384 or
+    ES512 for a P-256, P-384 or P-521 key, EdDSA for Ed25519, and RS256 for
+    RSA (name PS256 or another RSA algorithm if the server wants it).
 
     ``key_id`` sets the ``kid`` header; ``certificate`` (PEM, DER or a
     cryptography certificate of this key) sets ``x5t#S256``; ``typ`` is the
@@ -313,7 +323,7 @@ class PrivateKeyJWT(_JWTClientAuth):
         self,
         key: KeyInput,
         *,
-        algorithm: str,
+        algorithm: str | None = None,
         key_id: str | None = None,
         password: str | bytes | None = None,
         certificate: CertificateInput | None = None,
@@ -322,8 +332,9 @@ class PrivateKeyJWT(_JWTClientAuth):
         typ: str | None = "JWT",
         jti: Callable[[], str] = default_jti,
     ) -> None:
-        algorithm = check_algorithm(algorithm, hmac=False)
-        self._key, jwk_kid = load_signing_key(key, algorithm=algorithm, password=password)
+        self._key, algorithm, jwk_kid = load_signing_key(
+            key, algorithm=algorithm, password=password
+        )
         x5t_s256 = None if certificate is None else certificate_thumbprint(certificate, self._key)
         super().__init__(
             algorithm=algorithm,
@@ -393,8 +404,9 @@ class JWTBearerGrant(Grant):
     ``subject``, ``aud`` = ``audience`` (verbatim; the token URL by default),
     ``iat`` now, ``exp`` ``lifetime`` seconds later (300 by default), a unique
     ``jti``, and ``extra_claims`` (which may not set those). ``key``,
-    ``password``, ``key_id``, ``certificate``, ``typ`` and ``jti`` are as in
-    PrivateKeyJWT; the grant signs with a private key only (no HS256).
+    ``algorithm`` (taken from the key when not given), ``password``,
+    ``key_id``, ``certificate``, ``typ`` and ``jti`` are as in PrivateKeyJWT;
+    the grant signs with a private key only (no HS256).
 
     Client authentication is optional (RFC 7523 §3.1). With none, the request
     names no client. ``client_id`` with ``client_secret`` uses
@@ -425,7 +437,7 @@ class JWTBearerGrant(Grant):
         issuer: str,
         subject: str,
         key: KeyInput,
-        algorithm: str,
+        algorithm: str | None = None,
         audience: str | None = None,
         key_id: str | None = None,
         password: str | bytes | None = None,
@@ -447,8 +459,9 @@ class JWTBearerGrant(Grant):
         self._subject = _check_str("subject", subject)
         audience = _check_optional_str("audience", audience)
         self._audience = self._token_url if audience is None else audience
-        algorithm = check_algorithm(algorithm, hmac=False)
-        signing_key, jwk_kid = load_signing_key(key, algorithm=algorithm, password=password)
+        signing_key, algorithm, jwk_kid = load_signing_key(
+            key, algorithm=algorithm, password=password
+        )
         self._key_id = _pick_key_id(_check_optional_str("key_id", key_id), jwk_kid)
         x5t_s256 = None if certificate is None else certificate_thumbprint(certificate, signing_key)
         self._signer = _Signer(
@@ -588,9 +601,12 @@ def _headers(typ: str | None, key_id: str | None, x5t_s256: str | None) -> dict[
 def _pick_key_id(key_id: str | None, jwk_kid: str | None) -> str | None:
     """``key_id``, or the JWK's own ``kid``; refused when the two disagree."""
     if key_id is not None and jwk_kid is not None and key_id != jwk_kid:
-        raise ConfigurationError(
-            f"key_id={key_id!r} differs from the JWK's kid {jwk_kid!r}; pass the one the "
-            "authorization server has registered (or omit key_id to use the JWK's)"
+        raise KeyConfigurationError(
+            f"key id {key_id!r} differs from the JWK's kid {jwk_kid!r}",
+            "pass the key_id the authorization server has registered (or omit key_id to "
+            "use the JWK's)",
+            reason="key_id_mismatch",
+            suggestions=(jwk_kid,),
         )
     return key_id if key_id is not None else jwk_kid
 
@@ -635,7 +651,7 @@ def _check_extra_claims(extra: Mapping[str, Any] | None) -> Mapping[str, Any]:
         return {}
     if not isinstance(extra, Mapping) or not all(isinstance(k, str) and k for k in extra):
         raise ConfigurationError("extra_claims must be a mapping of claim name to JSON value")
-    clash = sorted(_RESERVED_CLAIMS & set(extra))
+    clash = sorted(RESERVED_CLAIMS & set(extra))
     if clash:
         raise ConfigurationError(
             f"extra_claims may not set {', '.join(clash)}: the library computes them for "

@@ -39,13 +39,36 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
+    "DEFAULT_RSA_ALGORITHM",
     "HMAC_ALGORITHMS",
     "MIN_RSA_BITS",
+    "KeyConfigurationError",
     "certificate_thumbprint",
     "check_algorithm",
     "hmac_key",
+    "infer_algorithm",
     "load_signing_key",
 ]
+
+
+class KeyConfigurationError(ConfigurationError):
+    """A ConfigurationError about a signing key, its algorithm, password or certificate,
+    whose advice is written for the Python API.
+
+    ``problem`` is what is wrong, without that advice; ``reason`` names the
+    rule that refused it (stable: ``"password_needed"``, ``"shared_secret_algorithm"``,
+    ...) and ``suggestions`` the algorithms that would fit, if any. The command
+    line reads them to give the same advice in terms of its own options.
+    """
+
+    def __init__(
+        self, problem: str, advice: str, *, reason: str, suggestions: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(f"{problem}: {advice}" if advice else problem)
+        self.problem = problem
+        self.reason = reason
+        self.suggestions = suggestions
+
 
 #: Algorithm -> key family, for the private-key algorithms (RFC 7518 §3.3-3.5, RFC 8037).
 ASYMMETRIC_ALGORITHMS: Mapping[str, str] = {
@@ -95,16 +118,18 @@ def check_algorithm(algorithm: object, *, hmac: bool) -> str:
     if algorithm in allowed:
         return algorithm
     if not hmac and algorithm in HMAC_ALGORITHMS:
-        raise ConfigurationError(
-            f"{algorithm} signs with a shared secret, not a private key: use "
-            f"ClientSecretJWT(algorithm={algorithm!r}) with client_secret=..., or a "
-            "private-key algorithm such as 'ES256', 'PS256' or 'RS256'"
+        raise KeyConfigurationError(
+            f"{algorithm} signs with a shared secret, not a private key",
+            f"use ClientSecretJWT(algorithm={algorithm!r}) with client_secret=..., or a "
+            "private-key algorithm such as 'ES256', 'PS256' or 'RS256'",
+            reason="shared_secret_algorithm",
         )
     if hmac and algorithm in ASYMMETRIC_ALGORITHMS:
-        raise ConfigurationError(
-            f"{algorithm} signs with a private key, not the client secret: use "
-            f"PrivateKeyJWT(key, algorithm={algorithm!r}), or 'HS256', 'HS384' or 'HS512' "
-            "with ClientSecretJWT"
+        raise KeyConfigurationError(
+            f"{algorithm} signs with a private key, not the client secret",
+            f"use PrivateKeyJWT(key, algorithm={algorithm!r}), or 'HS256', 'HS384' or "
+            "'HS512' with ClientSecretJWT",
+            reason="private_key_algorithm",
         )
     hint = ""
     for known in (*ASYMMETRIC_ALGORITHMS, *HMAC_ALGORITHMS):
@@ -115,17 +140,30 @@ def check_algorithm(algorithm: object, *, hmac: bool) -> str:
     )
 
 
-def load_signing_key(
-    key: object, *, algorithm: str, password: str | bytes | None
-) -> tuple[SigningKey, str | None]:
-    """Parse ``key`` once and check it against ``algorithm`` (SPEC X1, X3, X4).
+#: The algorithm a key implies when none is given (SPEC X9): one per EC curve,
+#: EdDSA for Ed25519, and RS256 for RSA, the one RSA algorithm every server
+#: that takes RSA accepts (PS256 must be asked for).
+DEFAULT_RSA_ALGORITHM = "RS256"
+_CURVE_ALGORITHMS = {curve: algorithm for algorithm, (curve, _) in _EC_CURVES.items()}
 
-    Returns the cryptography private key object and, for a JWK, its ``kid``
-    (or None). Accepts PEM (PKCS#8, PKCS#1, SEC1, encrypted with
-    ``password``) or DER as str or bytes, a private JWK as a dict or JSON
-    text, or a cryptography private key object. Public keys, certificates
-    and keys that do not fit the algorithm are refused.
+
+def load_signing_key(
+    key: object, *, algorithm: str | None, password: str | bytes | None
+) -> tuple[SigningKey, str, str | None]:
+    """Parse ``key`` once and check it against ``algorithm`` (SPEC X1, X3, X4, X9).
+
+    Returns the cryptography private key object, the algorithm, and, for a
+    JWK, its ``kid`` (or None). Accepts PEM (PKCS#8, PKCS#1, SEC1, encrypted
+    with ``password``) or DER as str or bytes, a private JWK as a dict or
+    JSON text, or a cryptography private key object. Public keys,
+    certificates and keys that do not fit the algorithm are refused.
+
+    ``algorithm=None`` takes the algorithm from the key (``infer_algorithm``):
+    a JWK's ``alg`` member, else ES256/ES384/ES512 by curve, EdDSA for
+    Ed25519, and RS256 for RSA.
     """
+    if algorithm is not None:
+        algorithm = check_algorithm(algorithm, hmac=False)
     kid: str | None = None
     if isinstance(key, os.PathLike):
         raise ConfigurationError(
@@ -138,22 +176,55 @@ def load_signing_key(
         try:
             key = json.loads(key)
         except ValueError:
-            raise ConfigurationError(
-                "key looks like a JWK but is not valid JSON; pass the JWK as a dict, or "
-                "the key as PEM text"
+            raise KeyConfigurationError(
+                "key looks like a JWK but is not valid JSON",
+                "pass the JWK as a dict, or the key as PEM text",
+                reason="jwk_not_json",
             ) from None
     if isinstance(key, Mapping):
         if password is not None:
-            raise ConfigurationError(
-                "password= applies to an encrypted PEM key, not to a JWK; drop password="
+            raise KeyConfigurationError(
+                "a password applies to an encrypted PEM key, not to a JWK",
+                "drop password=",
+                reason="password_not_needed",
             )
-        loaded, kid = _from_jwk(key, algorithm)
+        loaded, kid, jwk_alg = _from_jwk(key, algorithm)
+        if algorithm is None and jwk_alg is not None:
+            algorithm = check_algorithm(jwk_alg, hmac=False)
     elif isinstance(key, (str, bytes, bytearray)):
         data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
         loaded = _from_bytes(data, password)
     else:
         loaded = key
-    return _check_pairing(loaded, algorithm), kid
+    if algorithm is None:
+        algorithm = infer_algorithm(loaded)
+    return _check_pairing(loaded, algorithm), algorithm, kid
+
+
+def infer_algorithm(key: object) -> str:
+    """The algorithm for a private key when none was named (SPEC X9).
+
+    ES256, ES384 or ES512 for a P-256, P-384 or P-521 key (each curve has one),
+    EdDSA for Ed25519, RS256 for RSA (DEFAULT_RSA_ALGORITHM: RSA keys also sign
+    PS256/384/512 and RS384/512, which must be named). Anything else is refused
+    with the reason.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    _check_kind(key)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return DEFAULT_RSA_ALGORITHM
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        algorithm = _CURVE_ALGORITHMS.get(key.curve.name)
+        if algorithm is not None:
+            return algorithm
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    raise ConfigurationError(
+        f"key is {_describe(key)}, which none of the supported algorithms signs with: "
+        "use an RSA key (2048 bits or more), an EC key on P-256, P-384 or P-521, or an "
+        "Ed25519 key"
+    )
 
 
 def _from_bytes(data: bytes, password: str | bytes | None) -> object:
@@ -161,7 +232,9 @@ def _from_bytes(data: bytes, password: str | bytes | None) -> object:
     from cryptography.hazmat.primitives import serialization
 
     if not data.strip():
-        raise ConfigurationError("key is empty; pass the private key as PEM text or bytes")
+        raise KeyConfigurationError(
+            "key is empty", "pass the private key as PEM text or bytes", reason="key_empty"
+        )
     pem = b"-----BEGIN" in data
     if pem and b"PRIVATE KEY-----" not in data:
         if b"PUBLIC KEY-----" in data or b"CERTIFICATE-----" in data:
@@ -185,31 +258,48 @@ def _from_bytes(data: bytes, password: str | bytes | None) -> object:
         return serialization.load_der_private_key(data, password=secret)
     except TypeError:
         if password is None:
-            message = "the private key is encrypted: pass its password as password=..."
-        else:
-            message = "password= was given but the private key is not encrypted; drop password="
+            raise KeyConfigurationError(
+                "the private key is encrypted",
+                "pass its password as password=...",
+                reason="password_needed",
+            ) from None
+        raise KeyConfigurationError(
+            "a password was given, but the private key is not encrypted",
+            "drop password=",
+            reason="password_not_needed",
+        ) from None
     except ValueError:
         if password is not None:
-            message = "could not decrypt the private key: the password is wrong or the key damaged"
-        else:
-            message = (
-                "key could not be read as a private key: pass PEM text (PKCS#8, PKCS#1 or "
-                "SEC1), DER bytes, a private JWK or a cryptography private key object (for a "
-                "key file, pass its contents: key=pathlib.Path('key.pem').read_bytes())"
-            )
+            raise KeyConfigurationError(
+                "could not decrypt the private key: the password is wrong or the key damaged",
+                "",
+                reason="password_wrong",
+            ) from None
+        raise KeyConfigurationError(
+            "key could not be read as a private key",
+            "pass PEM text (PKCS#8, PKCS#1 or SEC1), DER bytes, a private JWK or a "
+            "cryptography private key object (for a key file, pass its contents: "
+            "key=pathlib.Path('key.pem').read_bytes())",
+            reason="key_unreadable",
+        ) from None
     except UnsupportedAlgorithm:
         message = "key uses a key type or encryption that cryptography does not support"
     raise ConfigurationError(message)
 
 
-def _from_jwk(jwk: Mapping[str, Any], algorithm: str) -> tuple[object, str | None]:
+def _from_jwk(
+    jwk: Mapping[str, Any], algorithm: str | None
+) -> tuple[object, str | None, str | None]:
+    """The key of a private JWK, its ``kid`` and its ``alg`` (either may be None)."""
     from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
     kty = jwk.get("kty")
     if kty == "oct":
-        raise ConfigurationError(
-            "the JWK is a shared secret (kty 'oct'); PrivateKeyJWT and JWTBearerGrant sign "
-            "with a private key. For a shared secret use ClientSecretJWT with client_secret="
+        raise KeyConfigurationError(
+            "the JWK is a shared secret (kty 'oct'), not a private key",
+            "PrivateKeyJWT and JWTBearerGrant sign with a private key; for a shared secret "
+            "use ClientSecretJWT with client_secret=",
+            reason="jwk_shared_secret",
         )
     readers: dict[str, Callable[[dict[str, Any]], object]] = {
         "RSA": RSAAlgorithm.from_jwk,
@@ -221,10 +311,15 @@ def _from_jwk(jwk: Mapping[str, Any], algorithm: str) -> tuple[object, str | Non
             "the JWK has no supported 'kty'; expected 'RSA', 'EC' or 'OKP' (RFC 7517 §4.1)"
         )
     jwk_alg = jwk.get("alg")
-    if jwk_alg is not None and jwk_alg != algorithm:
-        raise ConfigurationError(
-            f"the JWK is for algorithm {str(jwk_alg)[:20]!r} but algorithm={algorithm!r} was "
-            "given; a key is used with exactly one algorithm (RFC 8725 §3.1)"
+    if jwk_alg is not None and not isinstance(jwk_alg, str):
+        raise ConfigurationError("the JWK 'alg' must be a string such as 'ES256'")
+    if jwk_alg is not None and algorithm is not None and jwk_alg != algorithm:
+        raise KeyConfigurationError(
+            f"the JWK is for algorithm {jwk_alg[:20]!r}, not {algorithm!r}, and a key is used "
+            "with exactly one algorithm (RFC 8725 §3.1)",
+            f"drop algorithm={algorithm!r} (the JWK's own is used), or pass a JWK for it",
+            reason="jwk_algorithm",
+            suggestions=(jwk_alg[:20],),
         )
     use = jwk.get("use")
     if use is not None and use != "sig":
@@ -245,13 +340,11 @@ def _from_jwk(jwk: Mapping[str, Any], algorithm: str) -> tuple[object, str | Non
             f"the JWK is not a valid {kty} private key: check its members against "
             "RFC 7518 §6 (a JWK exported by a JOSE library or your cloud's console works)"
         ) from None
-    return loaded, kid
+    return loaded, kid, jwk_alg
 
 
-def _check_pairing(key: object, algorithm: str) -> SigningKey:
-    """SPEC X1, X3, X4: a private key of the family and size the algorithm is defined for."""
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
+def _check_kind(key: object) -> None:
+    """A private key object, not a public key, a certificate or something else."""
     kind = _kind(key)
     if kind == "other":
         raise ConfigurationError(
@@ -260,6 +353,13 @@ def _check_pairing(key: object, algorithm: str) -> SigningKey:
         )
     if kind == "public":
         raise ConfigurationError(f"key is {_describe(key)}; signing needs the private key")
+
+
+def _check_pairing(key: object, algorithm: str) -> SigningKey:
+    """SPEC X1, X3, X4: a private key of the family and size the algorithm is defined for."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    _check_kind(key)
     family = ASYMMETRIC_ALGORITHMS[algorithm]
     if family == "RSA":
         if not isinstance(key, rsa.RSAPrivateKey):
@@ -285,9 +385,11 @@ def _mismatch(key: object, algorithm: str, wanted: str) -> ConfigurationError:
     """SPEC X1: one key, one algorithm; say which algorithm this key is for, if any."""
     better = _algorithms_for(key)
     fix = f"use {' or '.join(better)} with this key, or" if better else "pass"
-    return ConfigurationError(
-        f"{algorithm} needs {wanted}, but key is {_describe(key)}: {fix} a key that "
-        f"fits {algorithm}"
+    return KeyConfigurationError(
+        f"{algorithm} needs {wanted}, but key is {_describe(key)}",
+        f"{fix} a key that fits {algorithm}",
+        reason="key_algorithm_mismatch",
+        suggestions=tuple(better),
     )
 
 
@@ -366,10 +468,11 @@ def hmac_key(secret: str, algorithm: str) -> bytes:
     key = secret.encode("utf-8")
     minimum = HMAC_ALGORITHMS[algorithm]
     if len(key) < minimum:
-        raise ConfigurationError(
+        raise KeyConfigurationError(
             f"{algorithm} needs a client secret of at least {minimum} bytes (RFC 7518 §3.2) "
-            "and this one is shorter: ask the authorization server for a longer secret, "
-            "or use PrivateKeyJWT"
+            "and this one is shorter",
+            "ask the authorization server for a longer secret, or use PrivateKeyJWT",
+            reason="secret_too_short",
         )
     return key
 
@@ -393,9 +496,10 @@ def certificate_thumbprint(certificate: object, key: SigningKey) -> str:
             else:
                 cert = x509.load_der_x509_certificate(data)
         except ValueError:
-            raise ConfigurationError(
-                "certificate could not be read: pass the X.509 certificate as PEM "
-                "('-----BEGIN CERTIFICATE-----') or DER"
+            raise KeyConfigurationError(
+                "certificate could not be read",
+                "pass the X.509 certificate as PEM ('-----BEGIN CERTIFICATE-----') or DER",
+                reason="certificate_unreadable",
             ) from None
     else:
         raise ConfigurationError(
@@ -404,9 +508,10 @@ def certificate_thumbprint(certificate: object, key: SigningKey) -> str:
         )
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
-        raise ConfigurationError(
-            "certificate is not the certificate of key: its public key is a different key; "
-            "pass the certificate issued for this private key"
+        raise KeyConfigurationError(
+            "certificate is not the certificate of key: its public key is a different key",
+            "pass the certificate issued for this private key",
+            reason="certificate_mismatch",
         )
     digest = cert.fingerprint(hashes.SHA256())
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

@@ -1,9 +1,12 @@
-"""Where tokens come from: the provider protocols and the token-endpoint grants. No I/O.
+"""Where tokens come from: the provider protocols and the token-endpoint grants.
 
 Two kinds of provider plug into TokenAuth:
 
 * a **grant** (ClientCredentials, JWTBearerGrant) is sans-I/O: it builds the
   token request and parses the answer; TokenAuth sends it over its own client.
+  (``grant.fetch_token()`` / ``await grant.afetch_token()``, for trying a
+  credential alone, hand the grant to a short-lived TokenAuth: TokenAuth
+  still tells a grant from a TokenProvider and sends its requests itself.)
 * a **TokenProvider** / **AsyncTokenProvider** is anything with
   ``fetch_token()`` / ``async afetch_token()`` returning a Token: a file, a
   secrets store, another library. TokenAuth calls it when it needs a token
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._client_auth import (
     Authenticator,
@@ -34,6 +37,9 @@ from ._request import (
 )
 from ._token import RawResponse, Token, parse_token_response
 from ._url import check_flag, check_token_url, redacted_url
+
+if TYPE_CHECKING:
+    from ._auth import TokenAuthBase
 
 __all__ = ["AsyncTokenProvider", "ClientCredentials", "Grant", "TokenProvider"]
 
@@ -128,6 +134,45 @@ class Grant(abc.ABC):
     def parse_response(self, response: RawResponse, *, received_at: float) -> Token:
         """The Token in the answer, or a TokenError subclass (SPEC R1-R11, E1-E5)."""
         return parse_token_response(response, received_at=received_at, requested_scope=self._scope)
+
+    # -- trying the grant alone: one token, from a REPL or a script -------------------
+
+    def fetch_token(self, *, token_client: Any = None) -> Token:
+        """Get one token now, without an API client: to try a credential in a REPL.
+
+        The request goes through a short-lived TokenAuth, with the same rules as
+        every token request (TLS verified, no redirects, retries, a typed error
+        for every failure), over a client of its own that is closed before this
+        returns, or over ``token_client`` (an httpx or httpx2 ``Client``, for a
+        proxy, a private CA or mTLS), which stays open. Nothing is cached: a
+        service should keep one ``TokenAuth(grant)`` instead, which reuses and
+        renews its token.
+        """
+        auth = self._token_auth(token_client)(self, token_client=token_client)
+        try:
+            return auth.get_token()
+        finally:
+            auth.close()
+
+    async def afetch_token(self, *, async_token_client: Any = None) -> Token:
+        """The async mirror of ``fetch_token`` (asyncio or trio); ``async_token_client``
+        is an httpx or httpx2 ``AsyncClient``."""
+        auth = self._token_auth(async_token_client)(self, async_token_client=async_token_client)
+        try:
+            return await auth.aget_token()
+        finally:
+            auth.close()
+
+    @staticmethod
+    def _token_auth(client: Any) -> type[TokenAuthBase]:
+        """TokenAuth for the HTTP library of ``client``: httpx unless it is an httpx2 client."""
+        if client is not None and type(client).__module__.partition(".")[0] == "httpx2":
+            from .httpx2 import TokenAuth as Httpx2TokenAuth  # noqa: PLC0415
+
+            return Httpx2TokenAuth
+        from ._auth import TokenAuth  # noqa: PLC0415  (_auth imports this module)
+
+        return TokenAuth
 
     def _scope_form(self) -> Form:
         return (("scope", " ".join(self._scope)),) if self._scope else ()

@@ -8,9 +8,11 @@ this package.
   it only when given ``ca.client_context()``.
 * :class:`LocalAuthorizationServer` - authlib's authorization server
   (client credentials and JWT-bearer grants; ``client_secret_basic``,
-  ``client_secret_post``, ``client_secret_jwt``, ``private_key_jwt``) served
-  by werkzeug on ``https://127.0.0.1:<free port>``. It issues ES256 JWT access
-  tokens and records every token request it serves.
+  ``client_secret_post``, ``client_secret_jwt``, ``private_key_jwt``; signed
+  assertions in every algorithm httpx-tokenauth signs with,
+  ``ASSERTION_ALGORITHMS``) served by werkzeug on
+  ``https://127.0.0.1:<free port>``. It issues ES256 JWT access tokens and
+  records every token request it serves.
 * :class:`LocalAPI` - a Starlette app under uvicorn on
   ``https://127.0.0.1:<free port>`` that accepts only that server's tokens,
   answers RFC 6750 challenges, can revoke every token issued so far, can
@@ -60,6 +62,7 @@ from __future__ import annotations
 try:
     from ._api import APIRequestRecord, LocalAPI
     from ._authorization_server import (
+        ASSERTION_ALGORITHMS,
         AUTH_METHODS,
         CLIENT_CREDENTIALS,
         JWT_BEARER,
@@ -75,6 +78,7 @@ except ImportError as exc:  # pragma: no cover - only without the extra
     ) from exc
 
 __all__ = [
+    "ASSERTION_ALGORITHMS",
     "AUTH_METHODS",
     "CLIENT_CREDENTIALS",
     "JWT_BEARER",

@@ -8,6 +8,12 @@ by its ``JWTBearerClientAssertion``). What this module adds is the glue an
 authlib application has to write anyway (a client registry, key lookup, a
 jti replay cache, a token generator), a werkzeug HTTPS server in a thread,
 and a record of every token request served.
+
+Assertions are verified with every JWS algorithm httpx-tokenauth signs with
+(ASSERTION_ALGORITHMS). Left to itself, authlib verifies them with joserfc's
+"recommended" algorithms only (HS256, RS256, ES256) and refuses the others
+as "not recommended"; so the two places where authlib decodes an assertion
+are repeated here with a joserfc registry that allows them all.
 """
 
 from __future__ import annotations
@@ -28,18 +34,28 @@ from typing import Any, ClassVar, TypeAlias
 import flask
 import jwt
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, UnauthorizedClientError
+from authlib.oauth2.rfc6749 import (
+    ClientMixin,
+    InvalidClientError,
+    InvalidGrantError,
+    UnauthorizedClientError,
+)
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion, JWTBearerGrant
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc import jwk, jws
+from joserfc import jwt as jose_jwt
+from joserfc.errors import JoseError
+from joserfc.jwa import EdDSAAlgorithm, JWSAlgModel
+from joserfc.jws import JWSRegistry
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from ._ca import LocalCA
 
 __all__ = [
+    "ASSERTION_ALGORITHMS",
     "AUTH_METHODS",
     "CLIENT_CREDENTIALS",
     "JWT_BEARER",
@@ -54,15 +70,56 @@ CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #: The client authentication methods the server knows, in the order it tries them.
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt")
+#: The JWS algorithms accepted in client assertions (HS* for client_secret_jwt, the
+#: others for private_key_jwt) and JWT-bearer assertions: every one httpx-tokenauth
+#: signs with. ``none`` never.
+ASSERTION_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "HS256",
+    "HS384",
+    "HS512",
+)
 
-#: A client's public key: PEM, a cryptography key (private keys give their public
-#: half), or a JWK dict.
+#: A client's public key (RSA, EC or Ed25519): PEM, a cryptography key (private keys
+#: give their public half), or a JWK dict.
 PublicKeyInput: TypeAlias = "str | bytes | Mapping[str, Any] | Any"
 
 #: The longest a held token response waits for ``hold_token_responses`` to end.
 HOLD_LIMIT = 30.0
 #: Clock skew authlib allows when checking assertion times.
 ASSERTION_LEEWAY = 60
+
+
+class _EdDSA(EdDSAAlgorithm):
+    """EdDSA (RFC 8037), without joserfc's warning that RFC 9864 deprecates the name
+    in favour of "Ed25519": "EdDSA" is what clients send today (httpx-tokenauth
+    and pyjwt among them), and a warning from the server's thread would land in
+    the caller's test run (as an error, under ``-W error``)."""
+
+    security_warning = None  # type: ignore[assignment]  # joserfc's model allows None
+
+
+class _AssertionRegistry(JWSRegistry):
+    """joserfc's JWS registry, with the quiet EdDSA."""
+
+    algorithms: dict[str, JWSAlgModel] = {  # noqa: RUF012  (joserfc's own class attribute)
+        **JWSRegistry.algorithms,
+        "EdDSA": _EdDSA(),
+    }
+
+
+def _assertion_registry() -> JWSRegistry:
+    """A registry that allows exactly ASSERTION_ALGORITHMS (not only joserfc's recommended)."""
+    return _AssertionRegistry(algorithms=ASSERTION_ALGORITHMS)
 
 
 @dataclass(frozen=True)
@@ -208,6 +265,25 @@ class _JWTBearerGrant(JWTBearerGrant):  # type: ignore[misc]
         local: LocalAuthorizationServer = self.server.local
         return local._audiences()
 
+    def process_assertion_claims(self, assertion: str) -> Any:
+        """authlib's, step for step, verifying with every algorithm of ASSERTION_ALGORITHMS."""
+        _header, claims = self.extract_assertion(assertion)
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str):
+            raise InvalidGrantError(description="Missing or invalid claim: 'iss'")
+        client = self.resolve_issuer_client(issuer)
+        if not client:
+            raise InvalidGrantError(description="The client does not exist on this server.")
+        key = self.resolve_client_public_key(client)
+        try:
+            token = jose_jwt.decode(assertion, key, registry=_assertion_registry())
+        except JoseError as exc:
+            raise InvalidGrantError(description=exc.description) from exc
+        except ValueError:
+            raise InvalidGrantError(description="Invalid JWT assertion") from None
+        self.verify_claims(token.claims)
+        return token.claims
+
 
 class _ClientAssertion(JWTBearerClientAssertion):  # type: ignore[misc]
     """authlib's RFC 7523 §2.2 client authentication, as ``client_secret_jwt`` (HMAC with
@@ -234,6 +310,15 @@ class _ClientAssertion(JWTBearerClientAssertion):  # type: ignore[misc]
 
     def get_audiences(self) -> list[str]:
         return self._local._audiences()
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        """authlib's, verifying with every algorithm of ASSERTION_ALGORITHMS."""
+        try:
+            token = jose_jwt.decode(assertion, resolve_key, registry=_assertion_registry())
+        except JoseError as exc:
+            raise InvalidClientError(description=exc.description) from exc
+        self.verify_claims(token.claims)
+        return token.claims
 
     def validate_jti(self, claims: Mapping[str, Any], jti: str) -> bool:
         return self._local._first_use(str(claims["sub"]), jti)
@@ -292,8 +377,11 @@ class LocalAuthorizationServer:
 
     Grants: client credentials (RFC 6749 §4.4) and JWT bearer (RFC 7523 §2.1).
     Client authentication: ``client_secret_basic``, ``client_secret_post``,
-    ``client_secret_jwt`` (HS256) and ``private_key_jwt`` (RS256, ES256): the
-    algorithms authlib accepts by default. Assertions must name the token URL
+    ``client_secret_jwt`` (HS256, HS384, HS512) and ``private_key_jwt``.
+    Assertions, for ``private_key_jwt`` and the JWT-bearer grant, may be signed
+    with RS256/384/512, PS256/384/512, ES256/384/512 or EdDSA
+    (ASSERTION_ALGORITHMS: every algorithm httpx-tokenauth signs with), by a
+    registered RSA, EC or Ed25519 public key. Assertions must name the token URL
     or the issuer (the server's base URL) as ``aud``; their ``jti`` may be used
     once. The JWT-bearer assertion's ``iss`` is a registered client id.
 
@@ -626,7 +714,7 @@ class LocalAuthorizationServer:
             "jwks_uri": f"{self.issuer}/jwks",
             "grant_types_supported": [CLIENT_CREDENTIALS, JWT_BEARER],
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
-            "token_endpoint_auth_signing_alg_values_supported": ["HS256", "RS256", "ES256"],
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         }
 
 
@@ -655,18 +743,26 @@ def _import_public_key(key: PublicKeyInput, kid: str) -> jwk.Key:
             loaded = serialization.load_pem_private_key(data, password=None)
         except ValueError:
             loaded = serialization.load_pem_public_key(data)
-    if isinstance(loaded, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+    if isinstance(
+        loaded, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+    ):
         loaded = loaded.public_key()
-    if not isinstance(loaded, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
-        raise TypeError(f"unsupported key type {type(loaded).__name__}: use an RSA or EC key")
+    if not isinstance(
+        loaded, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)
+    ):
+        raise TypeError(
+            f"unsupported key type {type(loaded).__name__}: use an RSA, EC or Ed25519 key"
+        )
     pem = loaded.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     imported: jwk.Key
     if isinstance(loaded, rsa.RSAPublicKey):
         imported = jwk.RSAKey.import_key(pem, parameters={"kid": kid})
-    else:
+    elif isinstance(loaded, ec.EllipticCurvePublicKey):
         imported = jwk.ECKey.import_key(pem, parameters={"kid": kid})
+    else:
+        imported = jwk.OKPKey.import_key(pem, parameters={"kid": kid})
     return imported
 
 

@@ -157,6 +157,10 @@ class LocalAPI:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=int(STARTUP_TIMEOUT),
+                # uvicorn closes idle connections after 5 s by default; a client
+                # that reuses one just then gets "server disconnected" instead of
+                # an answer. Tests under load pause longer than that.
+                timeout_keep_alive=120,
             )
             config.load()
             # The TLS context is set after load() so no certificate file is needed;

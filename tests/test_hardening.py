@@ -1,0 +1,506 @@
+"""Hostile and careless inputs: compressed bodies, dripping servers, URLs, secrets, server text.
+
+Token responses are read through a real TokenAuth on the harness (MockTransport
+serving raw bytes, sync/asyncio/trio, httpx/httpx2) and from real servers on
+127.0.0.1; memory is measured with tracemalloc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gzip
+import importlib
+import socket
+import threading
+import time
+import tracemalloc
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from httpx_tokenauth import (
+    ClientCredentials,
+    InvalidClientError,
+    TokenTransportError,
+    UnexpectedTokenResponseError,
+)
+from httpx_tokenauth._request import BASE_HEADERS, TokenRequest
+from httpx_tokenauth._token import MAX_RESPONSE_BYTES
+from httpx_tokenauth._transport import DeadlineExceeded, HTTPLib, send_async, send_sync
+
+from conftest import CLIENT_ID, CLIENT_SECRET, WAIT, Env, dumps, token_json
+
+pytestmark = pytest.mark.anyio
+
+#: Peak memory allowed while reading any token response: a small multiple of the cap.
+MEMORY_BOUND = 8 * MAX_RESPONSE_BYTES
+MiB = 1 << 20
+
+
+# -- compressed bodies ----------------------------------------------------------------
+
+
+@functools.cache
+def _compress_zeros(size: int, wbits: int) -> bytes:
+    """``size`` zero bytes compressed with zlib's ``wbits``, without holding them all."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = bytes(MiB)
+    parts = [compressor.compress(block) for _ in range(size // MiB)]
+    return b"".join(parts) + compressor.flush()
+
+
+def gzip_zeros(size: int) -> bytes:
+    return _compress_zeros(size, 16 + zlib.MAX_WBITS)
+
+
+def zlib_zeros(size: int) -> bytes:
+    return _compress_zeros(size, zlib.MAX_WBITS)
+
+
+def raw_deflate_zeros(size: int) -> bytes:
+    return _compress_zeros(size, -zlib.MAX_WBITS)
+
+
+def _optional(*names: str) -> Any:
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+BROTLI = _optional("brotli", "brotlicffi")
+ZSTD = _optional("compression.zstd", "backports.zstd")
+#: Whether br and zstd bodies can be decoded here: brotli needs 1.2+ (output limits per call).
+DECODABLE = {
+    "br": BROTLI is not None and hasattr(BROTLI.Decompressor(), "can_accept_more_data"),
+    "zstd": ZSTD is not None,
+}
+PLACEHOLDER = b"\x8b\x00 not decodable here \x00"  # a br/zstd body where no module decodes it
+
+
+@functools.cache
+def brotli_zeros(size: int) -> bytes:
+    if BROTLI is None:
+        return PLACEHOLDER
+    compressor = BROTLI.Compressor(quality=1)
+    block = bytes(MiB)
+    step = getattr(compressor, "process", None) or compressor.compress
+    parts = [step(block) for _ in range(size // MiB)]
+    return b"".join(parts) + compressor.finish()
+
+
+@functools.cache
+def zstd_zeros(size: int) -> bytes:
+    if ZSTD is None:
+        return PLACEHOLDER
+    compressor = ZSTD.ZstdCompressor()
+    block = bytes(MiB)
+    parts = [compressor.compress(block) for _ in range(size // MiB)]
+    return b"".join(parts) + compressor.flush()
+
+
+def encode(coding: str, data: bytes) -> bytes:
+    """``data`` encoded with one Content-Encoding (a placeholder where no module can)."""
+    if coding == "gzip":
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    if coding == "deflate-raw":
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return compressor.compress(data) + compressor.flush()
+    if coding == "br":
+        return PLACEHOLDER if BROTLI is None else bytes(BROTLI.compress(data))
+    if coding == "zstd":
+        return PLACEHOLDER if ZSTD is None else bytes(ZSTD.compress(data))
+    raise AssertionError(coding)
+
+
+BOMB = 256 * MiB  # inflated size of each bomb: 256 times the cap
+
+
+def _bombs() -> Iterator[Any]:
+    yield pytest.param("gzip", lambda: gzip_zeros(BOMB), id="gzip")
+    yield pytest.param("gzip, gzip", lambda: gzip.compress(gzip_zeros(BOMB)), id="gzip-gzip")
+    yield pytest.param(
+        "gzip, gzip, gzip",
+        lambda: gzip.compress(gzip.compress(gzip_zeros(BOMB))),
+        id="gzip-gzip-gzip",
+    )
+    yield pytest.param("deflate", lambda: zlib_zeros(BOMB), id="deflate-zlib")
+    yield pytest.param("deflate", lambda: raw_deflate_zeros(BOMB), id="deflate-raw")
+    yield pytest.param(
+        "deflate, gzip", lambda: gzip.compress(zlib_zeros(BOMB)), id="deflate-then-gzip"
+    )
+    yield pytest.param("br", lambda: brotli_zeros(BOMB), id="br")
+    yield pytest.param("zstd", lambda: zstd_zeros(BOMB), id="zstd")
+
+
+def refusal(coding: str) -> str:
+    """What a bomb in ``coding`` is refused with: the cap, or (no module) the coding's name."""
+    name = coding.rsplit(",", maxsplit=1)[-1].strip()
+    if DECODABLE.get(name, True):
+        return "larger than 1048576 bytes"
+    return f"Content-Encoding {name!r}, which this client cannot decode"
+
+
+def raw_reply(
+    body: bytes, coding: str | None, status: int = 200, content_type: str = "application/json"
+) -> Callable[[httpx.Request, int], httpx.Response]:
+    """A token endpoint that answers with ``body`` as it is on the wire (not yet decoded)."""
+    headers = {"Content-Type": content_type}
+    if coding is not None:
+        headers["Content-Encoding"] = coding
+
+    def reply(request: httpx.Request, n: int) -> httpx.Response:
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+
+    return reply
+
+
+class PeakMemory:
+    """Peak traced memory above what was in use when measuring began."""
+
+    def __enter__(self) -> PeakMemory:
+        tracemalloc.start()
+        self._base = tracemalloc.get_traced_memory()[0]
+        self.peak = 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.peak = tracemalloc.get_traced_memory()[1] - self._base
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(("coding", "make_body"), list(_bombs()))
+async def test_t7_compression_bombs_are_refused_within_bounded_memory(
+    env: Env, coding: str, make_body: Callable[[], bytes]
+) -> None:
+    """T7: a body that inflates to 256 MiB (one layer or stacked) is refused at the 1 MiB cap,
+    and reading it never holds more than a few MiB."""
+    body = make_body()
+    assert len(body) < MAX_RESPONSE_BYTES  # small on the wire: only decoding makes it big
+    env.auth_server.reply = raw_reply(body, coding)
+    env.make()
+    with PeakMemory() as memory, pytest.raises(UnexpectedTokenResponseError) as info:
+        await env.request()
+    assert refusal(coding) in str(info.value)
+    assert info.value.status_code == 200
+    assert memory.peak < MEMORY_BOUND, f"peak {memory.peak / MiB:.1f} MiB"
+    assert env.api.requests == []
+
+
+@pytest.mark.parametrize(
+    "coding",
+    [
+        "gzip",
+        "x-gzip",
+        "deflate",
+        "deflate-raw",
+        "identity",
+    ],
+)
+async def test_t7_compressed_token_responses_still_parse(env: Env, coding: str) -> None:
+    """T7: a token response in any coding we decode gives its token to the API request."""
+    token = dumps(token_json("compressed-token", scope="a b"))
+    wire = token if coding == "identity" else encode(coding.removeprefix("x-"), token)
+    header = "deflate" if coding == "deflate-raw" else coding
+    env.auth_server.reply = raw_reply(wire, header)
+    env.make()
+    response = await env.request()
+    assert response.status_code == 200
+    assert env.api.tokens() == ["compressed-token"]
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+async def test_t7_br_and_zstd_decode_where_a_module_can(env: Env, coding: str) -> None:
+    """T7: br (brotli 1.2+) and zstd (compression.zstd, backports.zstd) token responses parse
+    where such a module is installed; elsewhere the error names the coding and what to install."""
+    env.auth_server.reply = raw_reply(encode(coding, dumps(token_json("packed"))), coding)
+    env.make()
+    if DECODABLE[coding]:
+        await env.request()
+        assert env.api.tokens() == ["packed"]
+        return
+    with pytest.raises(UnexpectedTokenResponseError, match="install") as info:
+        await env.request()
+    assert f"Content-Encoding {coding!r}, which this client cannot decode" in str(info.value)
+
+
+async def test_t7_stacked_codings_are_undone_last_first(env: Env) -> None:
+    """T7: ``Content-Encoding: deflate, gzip`` means gzip(deflate(body)); decoded in reverse."""
+    wire = gzip.compress(zlib.compress(dumps(token_json("stacked"))))
+    env.auth_server.reply = raw_reply(wire, "deflate, identity, GZIP")
+    env.make()
+    await env.request()
+    assert env.api.tokens() == ["stacked"]
+
+
+async def test_t7_error_bodies_are_decoded_too(env: Env) -> None:
+    """T7: a gzip-encoded RFC 6749 §5.2 error still gives the typed error with its fields."""
+    wire = gzip.compress(dumps({"error": "invalid_client", "error_description": "who?"}))
+    env.auth_server.reply = raw_reply(wire, "gzip", status=401)
+    env.make()
+    with pytest.raises(InvalidClientError) as info:
+        await env.request()
+    assert info.value.error_description == "who?"
+
+
+async def test_t7_empty_encoded_body_is_an_empty_body(env: Env) -> None:
+    """T7: a 503 with ``Content-Encoding: gzip`` and no body is the usual 'not OAuth' error."""
+    env.auth_server.reply = raw_reply(b"", "gzip", status=503, content_type="text/html")
+    env.make(retry=None)
+    with pytest.raises(UnexpectedTokenResponseError, match="HTTP 503 without an OAuth") as info:
+        await env.request()
+    assert info.value.status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("coding", "name"),
+    [
+        ("compress", "compress"),
+        ("x-custom\x1b[31m", "x-custom [31m"),
+        ("gzip, snappy", "snappy"),
+    ],
+)
+async def test_t7_a_coding_we_cannot_decode_is_named(env: Env, coding: str, name: str) -> None:
+    """T7: an unknown Content-Encoding is an UnexpectedTokenResponseError naming it, sanitized."""
+    env.auth_server.reply = raw_reply(b"\x00\x01\x02", coding)
+    env.make()
+    with pytest.raises(UnexpectedTokenResponseError) as info:
+        await env.request()
+    assert f"Content-Encoding {name!r}" in str(info.value)
+    assert "\x1b" not in str(info.value)
+    assert info.value.status_code == 200
+    assert env.api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("coding", "wire", "message"),
+    [
+        ("gzip", b"this is not gzip at all", "not valid gzip data"),
+        ("deflate", b"\x78\x9c\xff\xff\xff\xff", "not valid deflate data"),
+        ("gzip", gzip.compress(b'{"access_token": "x"}')[:-12], "ends before its gzip data"),
+        ("deflate", b"\x78", "ends before its deflate data"),
+        ("gzip, gzip, gzip, gzip, gzip, gzip", b"x", "6 stacked Content-Encodings"),
+    ],
+    ids=["bad-gzip", "bad-deflate", "truncated-gzip", "one-byte-deflate", "six-codings"],
+)
+async def test_t7_broken_encoded_bodies_are_typed_errors(
+    env: Env, coding: str, wire: bytes, message: str
+) -> None:
+    """T7: corrupt, truncated or absurdly stacked bodies are UnexpectedTokenResponseError."""
+    env.auth_server.reply = raw_reply(wire, coding)
+    env.make()
+    with pytest.raises(UnexpectedTokenResponseError, match=message) as info:
+        await env.request()
+    assert info.value.status_code == 200
+    assert info.value.content_type == "application/json"
+
+
+async def test_t7_raw_body_is_capped_before_decoding(env: Env) -> None:
+    """T7: more than 1 MiB on the wire is refused even if it would decode to little."""
+    wire = gzip.compress(dumps(token_json("t"))) + b"\x00" * (MAX_RESPONSE_BYTES + 1)
+    env.auth_server.reply = raw_reply(wire, "gzip")
+    env.make()
+    with pytest.raises(UnexpectedTokenResponseError, match="larger than"):
+        await env.request()
+
+
+async def test_t7_we_ask_only_for_codings_we_decode(env: Env) -> None:
+    """T7: the token request's Accept-Encoding lists gzip and deflate, and every coding it lists
+    decodes: the client's own default (which may offer zstd or br) is not what is sent."""
+    env.make()
+    await env.request()
+    offered = [c.strip() for c in env.auth_server.requests[0].headers["accept-encoding"].split(",")]
+    assert offered[:2] == ["gzip", "deflate"]
+    assert set(offered) <= {"gzip", "deflate", "br", "zstd"}
+    assert ("br" in offered) == DECODABLE["br"]
+    assert ("zstd" in offered) == DECODABLE["zstd"]
+    for coding in offered:
+        env.auth_server.reply = raw_reply(encode(coding, dumps(token_json(coding))), coding)
+        env.clock.advance(7200)  # the token expired: the next request fetches again
+        await env.request()
+    assert env.api.tokens()[1:] == offered
+
+
+# -- a real server on 127.0.0.1 ---------------------------------------------------------
+
+
+class LoopbackServer:
+    """A token endpoint on 127.0.0.1 that writes whatever ``respond`` writes to the socket."""
+
+    def __init__(self, respond: Callable[[socket.socket], None]) -> None:
+        self._respond = respond
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/token"
+        self.requests = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(WAIT)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(WAIT)
+                self._read_request(conn)
+                self.requests += 1
+                with contextlib.suppress(OSError):  # the client went away, as a drip test expects
+                    self._respond(conn)
+
+    @staticmethod
+    def _read_request(conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            body += conn.recv(65536)
+
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+
+def send_body(body: bytes, coding: str | None) -> Callable[[socket.socket], None]:
+    def respond(conn: socket.socket) -> None:
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+        )
+        if coding:
+            head += f"Content-Encoding: {coding}\r\n"
+        conn.sendall(head.encode() + b"\r\n" + body)
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    ("coding", "make_body"),
+    [
+        pytest.param("gzip", lambda: gzip_zeros(BOMB), id="gzip"),
+        pytest.param("gzip, gzip", lambda: gzip.compress(gzip_zeros(BOMB)), id="gzip-gzip"),
+    ],
+)
+async def test_t7_bombs_from_a_real_server_stay_within_bounded_memory(
+    env: Env, coding: str, make_body: Callable[[], bytes]
+) -> None:
+    """T7: over a real loopback connection, TokenAuth's own token client refuses a bomb
+    at the cap and peak memory stays a few MiB."""
+    body = make_body()
+    with LoopbackServer(send_body(body, coding)) as server:
+        env.make(ClientCredentials(server.url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET))
+        with PeakMemory() as memory, pytest.raises(UnexpectedTokenResponseError, match="larger"):
+            await env.request()
+    assert memory.peak < MEMORY_BOUND, f"peak {memory.peak / MiB:.1f} MiB"
+    assert server.requests == 1
+
+
+async def test_t7_gzip_token_from_a_real_server_parses(env: Env) -> None:
+    """T7: a gzip-encoded token response from a real loopback server authenticates the call."""
+    body = gzip.compress(dumps(token_json("from-loopback")))
+    with LoopbackServer(send_body(body, "gzip")) as server:
+        env.make(ClientCredentials(server.url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET))
+        response = await env.request()
+    assert response.status_code == 200
+    assert env.api.tokens() == ["from-loopback"]
+
+
+# -- the retry deadline while the body drips in ------------------------------------------
+
+
+def drip(conn: socket.socket) -> None:
+    """Headers at once, then the body one byte every 0.2 s (each byte resets a read timeout)."""
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    for _ in range(int(WAIT / 0.2)):  # gives up after WAIT seconds: a deadlock guard
+        conn.sendall(b" ")
+        time.sleep(0.2)
+
+
+def token_request(url: str) -> TokenRequest:
+    return TokenRequest(url=url, headers=BASE_HEADERS, form=(("grant_type", "client_credentials"),))
+
+
+@pytest.fixture
+def http_lib(lib: str) -> HTTPLib:
+    """The HTTPLib record of the library under test."""
+    return HTTPLib.of(importlib.import_module(lib))
+
+
+def test_t8_send_sync_gives_up_on_a_dripping_body_at_the_deadline(http_lib: HTTPLib) -> None:
+    """T8: a body dripping a byte per 0.2 s raises DeadlineExceeded once deadline_at passes,
+    though no read ever times out."""
+    with (
+        LoopbackServer(drip) as server,
+        http_lib.Client(timeout=WAIT) as client,
+        pytest.raises(DeadlineExceeded) as info,
+    ):
+        send_sync(
+            http_lib,
+            client,
+            token_request(server.url + "?tenant=x"),
+            deadline_at=time.monotonic() + 1.0,
+        )
+    assert str(info.value) == (
+        f"token request to {server.url} did not finish within the retry deadline"
+    )
+    assert isinstance(info.value, TokenTransportError)  # what retry logic and callers expect
+    assert info.value.token_url == server.url
+    assert server.requests == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_t8_send_async_gives_up_on_a_dripping_body_at_the_deadline(
+    http_lib: HTTPLib,
+) -> None:
+    """T8: the async mirror: a dripping body raises DeadlineExceeded at deadline_at."""
+    with LoopbackServer(drip) as server:
+        async with http_lib.AsyncClient(timeout=WAIT) as client:
+            with anyio.fail_after(WAIT), pytest.raises(DeadlineExceeded) as info:
+                await send_async(
+                    http_lib, client, token_request(server.url), deadline_at=time.monotonic() + 1.0
+                )
+    assert info.value.token_url == server.url
+
+
+def test_t8_deadline_in_the_past_stops_before_the_body(http_lib: HTTPLib, lib: str) -> None:
+    """T8: a response whose headers arrive after deadline_at is abandoned; None means no limit."""
+    env = Env("sync", lib)
+    body = dumps(token_json("in-time"))
+    transport = env.transport(lambda request: httpx.Response(200, stream=httpx.ByteStream(body)))
+    request = token_request("https://as.example/token")
+    with http_lib.Client(transport=transport) as client:
+        with pytest.raises(DeadlineExceeded):
+            send_sync(http_lib, client, request, deadline_at=time.monotonic() - 1.0)
+        assert send_sync(http_lib, client, request, deadline_at=None).body == body
+        late = time.monotonic() + 3600.0
+        assert send_sync(http_lib, client, request, deadline_at=late).body == body

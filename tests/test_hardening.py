@@ -11,6 +11,7 @@ import contextlib
 import functools
 import gzip
 import importlib
+import re
 import socket
 import threading
 import time
@@ -22,9 +23,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from httpx_tokenauth import (
     ClientCredentials,
+    ConfigurationError,
     InvalidClientError,
     TokenTransportError,
     UnexpectedTokenResponseError,
@@ -32,8 +36,9 @@ from httpx_tokenauth import (
 from httpx_tokenauth._request import BASE_HEADERS, TokenRequest
 from httpx_tokenauth._token import MAX_RESPONSE_BYTES
 from httpx_tokenauth._transport import DeadlineExceeded, HTTPLib, send_async, send_sync
+from httpx_tokenauth._url import redacted_url
 
-from conftest import CLIENT_ID, CLIENT_SECRET, WAIT, Env, dumps, token_json
+from conftest import CLIENT_ID, CLIENT_SECRET, FUZZ_EXAMPLES, WAIT, Env, dumps, token_json
 
 pytestmark = pytest.mark.anyio
 
@@ -504,3 +509,127 @@ def test_t8_deadline_in_the_past_stops_before_the_body(http_lib: HTTPLib, lib: s
         assert send_sync(http_lib, client, request, deadline_at=None).body == body
         late = time.monotonic() + 3600.0
         assert send_sync(http_lib, client, request, deadline_at=late).body == body
+
+
+# -- URLs: no userinfo in any message, no invisible characters, no port 0 -----------------
+
+PASSWORD = "Secr3tPassw0rd"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://svc:{PASSWORD}/x@as.example/token",
+        f"https://svc:{PASSWORD}#x@as.example/token",
+        f"https://svc:{PASSWORD}?x@as.example/token",
+        f"https://svc:x/{PASSWORD}@as.example/token",
+        f"https://svc:x#{PASSWORD}@as.example/token",
+        f"https://svc:x?{PASSWORD}@as.example/token",
+        f"https://svc:{PASSWORD}@as.example/token",
+        f"https://svc:{PASSWORD}@as.example:99999/token",
+        f"https://svc:{PASSWORD}@[::1/token",
+        f"https://svc/{PASSWORD}@as.example/token",
+        f"https://sv/c:{PASSWORD}@as.example/token",
+        f"https://svc:{PASSWORD}@as.example:0/token",
+        f"http://svc:{PASSWORD}@as.example/token",
+        f"svc:{PASSWORD}@as.example/token",
+        f"//svc:{PASSWORD}@as.example/token",
+        f"https:svc:{PASSWORD}@as.example/token",
+        f"ftp://svc:{PASSWORD}/x@as.example/token",
+        "https://svc:48213/x@as.example/token",  # a password of digits, up to a '/'
+        "https://svc:48213?x@as.example/token",
+    ],
+)
+def test_t9_url_errors_never_carry_the_userinfo(url: str) -> None:
+    """T9: a token URL with user:password, however the password breaks the parse, is refused
+    by a ConfigurationError whose str and repr hold no part of the password."""
+    with pytest.raises(ConfigurationError) as info:
+        ClientCredentials(url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    secret = "48213" if "48213" in url else PASSWORD
+    for text in (str(info.value), repr(info.value)):
+        assert secret not in text
+        assert "x@" not in text
+
+
+_URL_CHARS = st.sampled_from(list("/?#@:[]%.-_~!$&'()*+,;=") + list("aZ09"))
+
+
+@given(
+    user=st.text(_URL_CHARS, max_size=6),
+    before=st.text(_URL_CHARS, max_size=6),
+    after=st.text(_URL_CHARS, max_size=6),
+    host=st.sampled_from(["as.example", "127.0.0.1", "[::1]", "as.example:8443", ""]),
+    scheme=st.sampled_from(["https://", "http://", "ftp://", "https:", "//", ""]),
+    tail=st.sampled_from(["/token", "", "/t?x=1", "#f", "/a@b"]),
+)
+@settings(max_examples=FUZZ_EXAMPLES // 2)
+def test_t9_no_url_shape_leaks_the_password(
+    user: str, before: str, after: str, host: str, scheme: str, tail: str
+) -> None:
+    """T9: for any user:password@ shape (delimiters in user or password included), neither the
+    token URL refusal nor redacted_url quotes the password."""
+    url = f"{scheme}{user}:{before}{PASSWORD}{after}@{host}{tail}"
+    assert PASSWORD not in redacted_url(url)
+    with pytest.raises(ConfigurationError) as info:
+        ClientCredentials(url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    assert PASSWORD not in str(info.value)
+    assert PASSWORD not in repr(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://as.example/token", "https://as.example/token"),
+        ("https://as.example:8443/oauth2/token?tenant=x#f", "https://as.example:8443/oauth2/token"),
+        ("https://u:p@as.example/token", "https://as.example/token"),
+        ("http://[::1]:9000/token", "http://[::1]:9000/token"),
+        ("https://api.example/users?email=a@b.example", "https://api.example/users"),
+        ("https://api.example/u?email=a@b.example#x", "https://api.example/u"),
+        ("https://api.example:8443/u?email=a@b.example", "https://…@b.example"),
+        ("https://[::1]/u?email=a@b.example", "https://[::1]/u"),
+        ("https://svc:pw/x@as.example/token", "https://…@as.example/token"),
+        ("https://as.example:99999/token", "<invalid URL>"),
+    ],
+)
+def test_t9_redacted_url_keeps_scheme_host_port_and_path(url: str, shown: str) -> None:
+    """T9: redacted_url shows where a request goes, and when an '@' makes that ambiguous,
+    only what follows the last '@'."""
+    assert redacted_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://as.example:0/token", "port 0"),
+        ("https://as.example/token\u00a0", "whitespace or an invisible character"),
+        ("https://as.example/to\u2003ken", "whitespace or an invisible character"),
+        ("\u3000https://as.example/token", "whitespace or an invisible character"),
+        ("https://as.example/token\u200b", "whitespace or an invisible character"),
+        ("https://as.example/token\ufeff", "whitespace or an invisible character"),
+        ("https://as.example/token\u2028", "whitespace or an invisible character"),
+        ("https://as.example/token\x85", "control character"),
+        ("https://as.example/tenant@x/token", "'@'"),
+        ("https://as.example:99999/token", "port"),
+        ("https://[::1/token", "IPv6"),
+    ],
+)
+def test_t10_questionable_token_urls_are_refused_at_construction(url: str, message: str) -> None:
+    """T10: port 0, Unicode whitespace and invisible characters, an unencoded '@', and
+    unparseable ports or hosts are ConfigurationErrors that say what to fix."""
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        ClientCredentials(url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://as.example/token",
+        "https://as.example:8443/oauth2/v2.0/token?tenant=x",
+        "https://bücher.example/token",
+        "https://as.example/tenant%40x/token",
+        "http://127.0.0.1:1/token",
+    ],
+)
+def test_t10_ordinary_token_urls_are_still_accepted(url: str) -> None:
+    """T10: the stricter checks leave ordinary URLs (IDN hosts, %40, any real port) alone."""
+    assert ClientCredentials(url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET).token_url == url

@@ -30,6 +30,8 @@ from httpx_tokenauth import (
     ClientCredentials,
     ConfigurationError,
     InvalidClientError,
+    RetryPolicy,
+    TokenError,
     TokenTransportError,
     UnexpectedTokenResponseError,
 )
@@ -633,3 +635,48 @@ def test_t10_questionable_token_urls_are_refused_at_construction(url: str, messa
 def test_t10_ordinary_token_urls_are_still_accepted(url: str) -> None:
     """T10: the stricter checks leave ordinary URLs (IDN hosts, %40, any real port) alone."""
     assert ClientCredentials(url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET).token_url == url
+
+
+# -- retry policies that cannot work are refused --------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["backoff", "max_backoff", "retry_after_cap", "deadline"])
+@pytest.mark.parametrize(
+    "value", [1e300, 86_400.5, 10**400], ids=["1e300", "a-day-and-a-bit", "10**400"]
+)
+def test_t11_retry_seconds_beyond_a_day_are_refused(name: str, value: float) -> None:
+    """T11: a backoff, cap or deadline over one day (1e300 used to overflow time.sleep, or
+    sleep forever in async) is a ConfigurationError at construction."""
+    with pytest.raises(ConfigurationError, match=rf"{name} must be .* at most 86400") as info:
+        RetryPolicy(**{name: value})  # type: ignore[arg-type]
+    assert isinstance(info.value, TokenError)
+
+
+def test_t11_a_zero_deadline_is_refused() -> None:
+    """T11: deadline=0 would give up before the first attempt: refused, saying why."""
+    with pytest.raises(ConfigurationError, match="deadline must be more than 0"):
+        RetryPolicy(deadline=0)
+
+
+def test_t11_a_day_is_the_largest_accepted_value() -> None:
+    """T11: one day for every bound is accepted, and its delays stay within a day."""
+    day = 86_400
+    policy = RetryPolicy(
+        attempts=3, backoff=day, max_backoff=day, retry_after_cap=day, deadline=day
+    )
+    state = policy.start(0.0)
+    delay = state.delay(TokenTransportError("x", token_url="https://as.example/t"), 0.0)
+    assert delay is not None
+    assert 0 <= delay < day
+
+
+def test_t11_many_attempts_never_overflow_the_backoff() -> None:
+    """T11: the 2000th retry's delay is the capped bound, not an OverflowError from 2.0**n."""
+    policy = RetryPolicy(
+        attempts=5000, backoff=0.5, max_backoff=8, deadline=86_400, random=lambda: 0.5
+    )
+    state = policy.start(0.0)
+    error = TokenTransportError("x", token_url="https://as.example/t")
+    delays = [state.delay(error, 0.0) for _ in range(2000)]
+    assert delays[-1] == 4.0
+    assert state.attempt == 2001

@@ -7,6 +7,7 @@ serving raw bytes, sync/asyncio/trio, httpx/httpx2) and from real servers on
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import gzip
@@ -16,20 +17,29 @@ import socket
 import threading
 import time
 import tracemalloc
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import unquote_plus
 
 import anyio
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from httpx_tokenauth import (
     ClientCredentials,
+    ClientSecretBasic,
+    ClientSecretJWT,
+    ClientSecretPost,
     ConfigurationError,
     InvalidClientError,
+    JWTBearerGrant,
+    NonVSCHARWarning,
+    PrivateKeyJWT,
     RetryPolicy,
     TokenError,
     TokenTransportError,
@@ -680,3 +690,149 @@ def test_t11_many_attempts_never_overflow_the_backoff() -> None:
     delays = [state.delay(error, 0.0) for _ in range(2000)]
     assert delays[-1] == 4.0
     assert state.attempt == 2001
+
+
+# -- client ids and secrets: questionable values refused, non-VSCHAR ones warned about -----
+
+TOKEN_URL_OK = "https://as.example/token"
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+ID = "svc-client"
+SECRET_BASE = "Zq9-" + "k" * 40  # long enough for client_secret_jwt with HS256
+SECRET_METHODS = {
+    "basic": ClientSecretBasic,
+    "post": ClientSecretPost,
+    "jwt": ClientSecretJWT,
+}
+_QUESTIONABLE = [
+    pytest.param("", "must be a non-empty string", id="empty"),
+    pytest.param("   ", "blank", id="blank"),
+    pytest.param("\t\n", "blank", id="blank-controls"),
+    pytest.param("{}\n", "leading or trailing whitespace", id="line-ending"),
+    pytest.param("{}\r\n", "leading or trailing whitespace", id="crlf"),
+    pytest.param(" {}", "leading or trailing whitespace", id="leading-space"),
+    pytest.param("{} ", "leading or trailing whitespace", id="trailing-space"),
+    pytest.param("{}\u00a0", "leading or trailing whitespace", id="trailing-nbsp"),
+    pytest.param("\u3000{}", "leading or trailing whitespace", id="leading-ideographic"),
+    pytest.param("{}\u2003", "leading or trailing whitespace", id="trailing-em-space"),
+    pytest.param("a\x00{}", "control or invisible character", id="nul"),
+    pytest.param("a\x1b[31m{}", "control or invisible character", id="escape"),
+    pytest.param("a\x7f{}", "control or invisible character", id="del"),
+    pytest.param("a\x85{}", "control or invisible character", id="c1-nel"),
+    pytest.param("a\u200b{}", "control or invisible character", id="zero-width-space"),
+    pytest.param("a\u2028{}", "control or invisible character", id="line-separator"),
+    pytest.param("\ufeff{}", "control or invisible character", id="byte-order-mark"),
+    pytest.param("a\u202e{}", "control or invisible character", id="bidi-override"),
+]
+
+
+@pytest.mark.parametrize(("template", "message"), _QUESTIONABLE)
+@pytest.mark.parametrize("method", sorted(SECRET_METHODS))
+def test_b8_questionable_secrets_are_refused_without_echoing_them(
+    template: str, message: str, method: str
+) -> None:
+    """B8: a blank secret, one with leading/trailing whitespace (Unicode spaces included) or
+    with a control or invisible character is refused at construction; the message names
+    client_secret and holds no part of the secret."""
+    secret = template.format(SECRET_BASE if "{}" in template else "")
+    with pytest.raises(ConfigurationError, match=message) as info:
+        ClientCredentials(
+            TOKEN_URL_OK, client_id=ID, client_secret=secret, client_auth=SECRET_METHODS[method]()
+        )
+    for text in (str(info.value), repr(info.value)):
+        assert "client_secret" in text
+        assert SECRET_BASE[:8] not in text
+
+
+CLIENT_ID_TAKERS: dict[str, Callable[[str], object]] = {
+    "client-credentials": lambda client_id: ClientCredentials(
+        TOKEN_URL_OK, client_id=client_id, client_secret=SECRET_BASE
+    ),
+    "jwt-bearer": lambda client_id: JWTBearerGrant(
+        TOKEN_URL_OK,
+        issuer="svc@example",
+        subject="user@example",
+        key=EC_KEY,
+        algorithm="ES256",
+        client_id=client_id,
+        client_secret=SECRET_BASE,
+    ),
+    "private-key-jwt": lambda client_id: ClientCredentials(
+        TOKEN_URL_OK, client_id=client_id, client_auth=PrivateKeyJWT(key=EC_KEY, algorithm="ES256")
+    ),
+}
+
+
+@pytest.mark.parametrize(("template", "message"), _QUESTIONABLE)
+@pytest.mark.parametrize("where", sorted(CLIENT_ID_TAKERS))
+def test_b8_questionable_client_ids_are_refused(template: str, message: str, where: str) -> None:
+    """B8: the same client_id values are refused wherever a client id is taken."""
+    client_id = template.format("svc-client" if "{}" in template else "")
+    with pytest.raises(ConfigurationError, match=message) as info:
+        CLIENT_ID_TAKERS[where](client_id)
+    assert "client_id" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret"),
+    [
+        ("client %&+-_.!~*'()", "p+q:r%s=é"),  # SPEC B1's pair: é is outside VSCHAR
+        ("ü-client", "plain-secret"),
+        ("svc", "密码 with spaces"),
+        ("svc", "pässword-Zq9"),
+    ],
+)
+def test_b9_non_vschar_credentials_warn_but_still_work(client_id: str, secret: str) -> None:
+    """B9: an id or secret outside RFC 6749 Appendix A's VSCHAR (%x20-7E) gets a
+    NonVSCHARWarning pointing at the caller, without the secret in it, and is still sent
+    correctly encoded (SPEC B1)."""
+    with pytest.warns(NonVSCHARWarning) as caught:
+        grant = ClientCredentials(TOKEN_URL_OK, client_id=client_id, client_secret=secret)
+    assert {w.filename for w in caught} == {__file__}  # the line that made the grant
+    for warning in caught:
+        text = str(warning.message)
+        assert secret not in text
+        assert "VSCHAR" in text
+        assert isinstance(warning.message, UserWarning)
+        assert isinstance(warning.message, TokenError)  # with -W error, still one root
+    fields = {str(w.message).split(" ", 1)[0] for w in caught}
+    expected = {"client_id"} if not client_id.isascii() else set()
+    expected |= {"client_secret"} if not secret.isascii() else set()
+    assert fields == expected
+    header = dict(grant.token_request(0.0).headers)["Authorization"]
+    encoded_id, _, encoded_secret = (
+        base64.b64decode(header.removeprefix("Basic ")).decode("ascii").partition(":")
+    )
+    assert (unquote_plus(encoded_id), unquote_plus(encoded_secret)) == (client_id, secret)
+
+
+def test_b9_vschar_credentials_do_not_warn() -> None:
+    """B9: printable ASCII, inner spaces and every reserved character included, is silent."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ClientCredentials(
+            TOKEN_URL_OK, client_id="client %&+-_.!~*'()", client_secret='p+q:r%s= ~"{}'
+        )
+        ClientCredentials(
+            TOKEN_URL_OK,
+            client_id="svc",
+            client_secret=SECRET_BASE,
+            client_auth=ClientSecretJWT(),
+        )
+
+
+def test_b9_non_vschar_warning_for_secret_jwt_and_jwt_bearer() -> None:
+    """B9: client_secret_jwt secrets and a JWT-bearer grant's client id warn the same way."""
+    with pytest.warns(NonVSCHARWarning, match="client_secret"):
+        ClientCredentials(
+            TOKEN_URL_OK, client_id="svc", client_secret="é" * 16, client_auth=ClientSecretJWT()
+        )
+    with pytest.warns(NonVSCHARWarning, match="client_id"):
+        JWTBearerGrant(
+            TOKEN_URL_OK,
+            issuer="svc@example",
+            subject="user@example",
+            key=EC_KEY,
+            algorithm="ES256",
+            client_id="clïent",
+            client_auth=PrivateKeyJWT(key=EC_KEY, algorithm="ES256"),
+        )

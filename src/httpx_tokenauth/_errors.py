@@ -17,6 +17,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidScopeError",
     "InvalidTokenResponseError",
+    "NonVSCHARWarning",
     "ProviderError",
     "TokenEndpointError",
     "TokenError",
@@ -203,4 +204,16 @@ class AssertionSigningError(TokenError):
     not a number, the ``jti`` generator returned something unusable, or the
     signing library failed (its exception, if any, is the ``__cause__``). The
     message never carries the key or the assertion.
+    """
+
+
+class NonVSCHARWarning(TokenError, UserWarning):  # noqa: N818 - a warning, named so
+    """A client id or secret has characters outside RFC 6749's VSCHAR (SPEC B9).
+
+    RFC 6749 Appendix A.1/A.2 define ``client-id`` and ``client-secret`` as
+    printable ASCII (%x20-7E). Such values are still accepted and sent
+    correctly encoded (SPEC B1), but a server that enforces the grammar will
+    refuse them whatever the client does. Warned at construction; the message
+    never carries the secret. It is a TokenError too, so that with warnings
+    turned into errors the one exception root still holds.
     """

@@ -37,16 +37,19 @@ from httpx_tokenauth import (
     ClientSecretPost,
     ConfigurationError,
     InvalidClientError,
+    InvalidGrantError,
     JWTBearerGrant,
     NonVSCHARWarning,
     PrivateKeyJWT,
     RetryPolicy,
+    TokenEndpointError,
     TokenError,
     TokenTransportError,
     UnexpectedTokenResponseError,
+    UnsupportedTokenTypeError,
 )
 from httpx_tokenauth._request import BASE_HEADERS, TokenRequest
-from httpx_tokenauth._token import MAX_RESPONSE_BYTES
+from httpx_tokenauth._token import MAX_RESPONSE_BYTES, RawResponse, parse_token_response
 from httpx_tokenauth._transport import DeadlineExceeded, HTTPLib, send_async, send_sync
 from httpx_tokenauth._url import redacted_url
 
@@ -836,3 +839,81 @@ def test_b9_non_vschar_warning_for_secret_jwt_and_jwt_bearer() -> None:
             client_id="clïent",
             client_auth=PrivateKeyJWT(key=EC_KEY, algorithm="ES256"),
         )
+
+
+# -- server text in messages ------------------------------------------------------------------
+
+HOSTILE = "bad\r\nX-Injected: yes\x00\x1b[31m\u2028\u2029\x85\u202e\ufeffend"
+_CONTROLS = ["\r", "\n", "\x00", "\x1b", "\u2028", "\u2029", "\x85", "\u202e", "\ufeff"]
+
+
+def parse(status: int, body: dict[str, Any]) -> TokenError:
+    """The error parse_token_response raises for this JSON answer."""
+    headers = {"content-type": "application/json"}
+    with pytest.raises(TokenError) as info:
+        parse_token_response(RawResponse(status, headers, dumps(body)), received_at=0.0)
+    return info.value
+
+
+def assert_clean(message: str) -> None:
+    for char in _CONTROLS:
+        assert char not in message, repr(char)
+
+
+def test_e6_error_description_in_the_message_is_sanitized_and_short() -> None:
+    """E6: a hostile error_description reaches the message without CR/LF, NUL, C0/C1 or
+    Unicode line, paragraph and bidi controls, cut to 200 characters with an ellipsis;
+    error_description keeps the server's text exactly."""
+    description = HOSTILE + "x" * 5000
+    error = parse(400, {"error": "invalid_grant", "error_description": description})
+    assert isinstance(error, InvalidGrantError)
+    message = str(error)
+    assert_clean(message)
+    assert "bad X-Injected: yes [31m end" in message
+    quoted = message.split("invalid_grant: ", 1)[1].rsplit(" (HTTP 400)", 1)[0]
+    assert len(quoted) == 200
+    assert quoted.endswith("…")
+    assert error.error_description == description
+
+
+def test_e6_error_code_and_uri_in_the_message_are_sanitized() -> None:
+    """E6: an unknown error code and an error_uri with controls are cleaned in the message and
+    kept as sent in .error and .error_uri."""
+    code = "weird_code\r\nSet-Cookie: x"
+    uri = "https://as.example/errors\r\n\x1b[2J" + "/" * 1000
+    error = parse(400, {"error": code, "error_uri": uri})
+    assert isinstance(error, TokenEndpointError)
+    message = str(error)
+    assert_clean(message)
+    assert "weird_code Set-Cookie: x" in message
+    assert len(message) < 400
+    assert (error.error, error.error_uri) == (code, uri)
+
+
+def test_e6_token_type_and_content_type_in_messages_are_sanitized() -> None:
+    """E6: a hostile token_type or Content-Type never brings control characters into the
+    message; .token_type and .content_type keep what was sent."""
+    error = parse(200, {"access_token": "t", "token_type": HOSTILE})
+    assert isinstance(error, UnsupportedTokenTypeError)
+    assert_clean(str(error))
+    assert error.token_type == HOSTILE
+    content_type = "text/html\x85\u2028; charset=\x1b[31m"
+    with pytest.raises(UnexpectedTokenResponseError) as info:
+        parse_token_response(
+            RawResponse(502, {"content-type": content_type}, b"<html>down</html>"),
+            received_at=0.0,
+        )
+    assert_clean(str(info.value))
+    assert "text/html" in str(info.value)
+    assert info.value.content_type == content_type
+
+
+async def test_e6_server_text_is_sanitized_through_token_auth(env: Env) -> None:
+    """E6: the caller of a TokenAuth request sees the cleaned message and the raw fields."""
+    body = {"error": "invalid_client", "error_description": HOSTILE}
+    env.auth_server.reply = lambda request, n: httpx.Response(401, json=body)
+    env.make()
+    with pytest.raises(InvalidClientError) as info:
+        await env.request()
+    assert_clean(str(info.value))
+    assert info.value.error_description == HOSTILE

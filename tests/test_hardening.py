@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import functools
 import gzip
 import importlib
+import pickle
 import re
 import socket
 import threading
@@ -20,6 +22,7 @@ import tracemalloc
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -42,6 +45,7 @@ from httpx_tokenauth import (
     NonVSCHARWarning,
     PrivateKeyJWT,
     RetryPolicy,
+    Token,
     TokenEndpointError,
     TokenError,
     TokenTransportError,
@@ -917,3 +921,71 @@ async def test_e6_server_text_is_sanitized_through_token_auth(env: Env) -> None:
         await env.request()
     assert_clean(str(info.value))
     assert info.value.error_description == HOSTILE
+
+
+# -- Token pickles and deep-copies ----------------------------------------------------------
+
+
+def _parsed_token() -> Token:
+    body = token_json(
+        "opaque-access-token-value",
+        expires_in=3600,
+        scope="read write",
+        refresh_token="refresh-value",
+        id_token="header.payload.sig",
+        nested={"a": [1, 2, {"b": None}]},
+    )
+    raw = RawResponse(200, {"content-type": "application/json"}, dumps(body))
+    return parse_token_response(raw, received_at=1_000.0)
+
+
+def _fields(token: Token) -> tuple[object, ...]:
+    return (
+        token.access_token,
+        token.token_type,
+        token.expires_at,
+        token.received_at,
+        token.scope,
+        dict(token.extra),
+    )
+
+
+COPIES: dict[str, Callable[[Token], Token]] = {
+    **{
+        f"pickle-{protocol}": lambda t, p=protocol: pickle.loads(pickle.dumps(t, protocol=p))  # noqa: S301
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1)
+    },
+    "deepcopy": copy.deepcopy,
+    "copy": copy.copy,
+}
+
+
+@pytest.mark.parametrize("how", sorted(COPIES))
+def test_r12_token_round_trips_through_pickle_and_copy(how: str) -> None:
+    """R12: pickle (every protocol), deepcopy and copy give a Token with every field, extra
+    included and still read-only, the access token still out of repr, identity equality."""
+    token = _parsed_token()
+    restored = COPIES[how](token)
+    assert type(restored) is Token
+    assert _fields(restored) == _fields(token)
+    assert isinstance(restored.extra, MappingProxyType)
+    with pytest.raises(TypeError):
+        restored.extra["refresh_token"] = "changed"  # type: ignore[index]
+    assert "opaque-access-token-value" not in repr(restored)
+    assert "refresh-value" not in repr(restored)
+    assert restored.authorization == "Bearer opaque-access-token-value"
+    assert restored != token  # eq=False: equality is identity, as before
+    assert restored == restored  # noqa: PLR0124
+
+
+def test_r12_deepcopy_copies_extra_and_keeps_a_plain_mapping_plain() -> None:
+    """R12: deepcopy does not share extra's nested values; a Token built with a dict keeps one."""
+    token = _parsed_token()
+    clone = copy.deepcopy(token)
+    assert clone.extra["nested"] == token.extra["nested"]
+    assert clone.extra["nested"] is not token.extra["nested"]
+    handmade = Token("abc", expires_at=5.0, extra={"k": [1]})
+    again = pickle.loads(pickle.dumps(handmade))  # noqa: S301
+    assert type(again.extra) is dict
+    assert again.extra == {"k": [1]}
+    assert (again.expires_at, again.received_at, again.scope) == (5.0, None, None)

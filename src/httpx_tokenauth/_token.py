@@ -68,7 +68,7 @@ class Token:
     ``scope`` is the granted scope, or the requested one when the server did
     not name it (RFC 6749 §5.1). ``extra`` holds every other response field,
     unchanged (SPEC R8); it is left out of ``repr`` because it may hold a
-    refresh or ID token.
+    refresh or ID token. A Token pickles and deep-copies, ``extra`` included.
 
     A custom TokenProvider builds one directly::
 
@@ -121,6 +121,31 @@ class Token:
     def expires_in(self, now: float) -> float | None:
         """Seconds left at ``now``, or None when the expiry is unknown."""
         return None if self.expires_at is None else self.expires_at - now
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling and (deep) copying (SPEC R12): every field, ``extra`` read-only if it was.
+
+        A read-only mapping (``MappingProxyType``) cannot be pickled itself, so
+        its contents travel as a dict and are wrapped again on arrival.
+        """
+        extra = self.extra
+        readonly = isinstance(extra, MappingProxyType)
+        fields = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_at": self.expires_at,
+            "received_at": self.received_at,
+            "scope": self.scope,
+            "extra": dict(extra) if readonly else extra,
+        }
+        return (_restore, (fields, readonly))
+
+
+def _restore(fields: dict[str, Any], readonly: bool) -> Token:
+    """A Token again, from what ``Token.__reduce__`` saved."""
+    if readonly:
+        fields = {**fields, "extra": MappingProxyType(dict(fields["extra"]))}
+    return Token(**fields)
 
 
 @dataclass(frozen=True, slots=True)

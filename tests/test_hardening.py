@@ -21,7 +21,7 @@ import time
 import tracemalloc
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote_plus
@@ -255,6 +255,58 @@ async def test_t7_br_and_zstd_decode_where_a_module_can(env: Env, coding: str) -
     with pytest.raises(UnexpectedTokenResponseError, match="install") as info:
         await env.request()
     assert f"Content-Encoding {coding!r}, which this client cannot decode" in str(info.value)
+
+
+class Dribble(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that arrives ``size`` bytes at a time, sync or async."""
+
+    def __init__(self, body: bytes, size: int) -> None:
+        self._chunks = [body[i : i + size] for i in range(0, len(body), size)]
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
+
+
+def dribbled_reply(
+    body: bytes, coding: str, size: int
+) -> Callable[[httpx.Request, int], httpx.Response]:
+    headers = {"Content-Type": "application/json", "Content-Encoding": coding}
+    return lambda request, n: httpx.Response(200, headers=headers, stream=Dribble(body, size))
+
+
+@pytest.mark.parametrize(
+    ("coding", "wire"),
+    [
+        ("gzip", gzip.compress(dumps(token_json("dribbled")))),
+        ("deflate", zlib.compress(dumps(token_json("dribbled")))),
+        ("deflate", encode("deflate-raw", dumps(token_json("dribbled")))),
+        ("deflate, gzip", gzip.compress(zlib.compress(dumps(token_json("dribbled"))))),
+        ("gzip", gzip.compress(dumps(token_json("dribbled"))) + b"trailing garbage"),
+    ],
+    ids=["gzip", "deflate-zlib", "deflate-raw", "stacked", "gzip-then-garbage"],
+)
+async def test_t7_bodies_arriving_a_byte_at_a_time_decode(
+    env: Env, coding: str, wire: bytes
+) -> None:
+    """T7: decoding works across chunk boundaries (a deflate header split in two included);
+    data after the end of a gzip stream is ignored, as httpx does."""
+    env.auth_server.reply = dribbled_reply(wire, coding, 1)
+    env.make()
+    await env.request()
+    assert env.api.tokens() == ["dribbled"]
+
+
+async def test_t7_a_bomb_in_small_chunks_is_refused_within_bounded_memory(env: Env) -> None:
+    """T7: a gzip bomb arriving 4 KiB at a time is refused at the cap, a few MiB at most."""
+    env.auth_server.reply = dribbled_reply(gzip.compress(gzip_zeros(BOMB)), "gzip, gzip", 4096)
+    env.make()
+    with PeakMemory() as memory, pytest.raises(UnexpectedTokenResponseError, match="larger"):
+        await env.request()
+    assert memory.peak < MEMORY_BOUND, f"peak {memory.peak / MiB:.1f} MiB"
 
 
 async def test_t7_stacked_codings_are_undone_last_first(env: Env) -> None:

@@ -309,11 +309,7 @@ class _Stage:
             yield piece
 
     def end(self) -> None:
-        try:
-            complete = self._decoder.complete()
-        except Exception as exc:
-            raise self._undecodable(exc) from None
-        if not complete:
+        if not self._decoder.complete():
             raise self._body.error(
                 f"token endpoint response body ends before its {self._name} data does "
                 "(a truncated response)"

@@ -325,6 +325,8 @@ class _Stage:
 class _Decoder:
     """Incremental decoding in bounded steps: ``feed`` yields pieces of at most _STEP bytes."""
 
+    __slots__ = ()
+
     def feed(self, data: bytes) -> Iterator[bytes]:  # pragma: no cover - overridden
         raise NotImplementedError
 

@@ -54,7 +54,7 @@ from httpx_tokenauth import (
 )
 from httpx_tokenauth._request import BASE_HEADERS, TokenRequest
 from httpx_tokenauth._token import MAX_RESPONSE_BYTES, RawResponse, parse_token_response
-from httpx_tokenauth._transport import DeadlineExceeded, HTTPLib, send_async, send_sync
+from httpx_tokenauth._transport import DeadlineExceededError, HTTPLib, send_async, send_sync
 from httpx_tokenauth._url import redacted_url
 
 from conftest import CLIENT_ID, CLIENT_SECRET, FUZZ_EXAMPLES, WAIT, Env, dumps, token_json
@@ -533,12 +533,12 @@ def http_lib(lib: str) -> HTTPLib:
 
 
 def test_t8_send_sync_gives_up_on_a_dripping_body_at_the_deadline(http_lib: HTTPLib) -> None:
-    """T8: a body dripping a byte per 0.2 s raises DeadlineExceeded once deadline_at passes,
+    """T8: a body dripping a byte per 0.2 s raises DeadlineExceededError once deadline_at passes,
     though no read ever times out."""
     with (
         LoopbackServer(drip) as server,
         http_lib.Client(timeout=WAIT) as client,
-        pytest.raises(DeadlineExceeded) as info,
+        pytest.raises(DeadlineExceededError) as info,
     ):
         send_sync(
             http_lib,
@@ -558,10 +558,10 @@ def test_t8_send_sync_gives_up_on_a_dripping_body_at_the_deadline(http_lib: HTTP
 async def test_t8_send_async_gives_up_on_a_dripping_body_at_the_deadline(
     http_lib: HTTPLib,
 ) -> None:
-    """T8: the async mirror: a dripping body raises DeadlineExceeded at deadline_at."""
+    """T8: the async mirror: a dripping body raises DeadlineExceededError at deadline_at."""
     with LoopbackServer(drip) as server:
         async with http_lib.AsyncClient(timeout=WAIT) as client:
-            with anyio.fail_after(WAIT), pytest.raises(DeadlineExceeded) as info:
+            with anyio.fail_after(WAIT), pytest.raises(DeadlineExceededError) as info:
                 await send_async(
                     http_lib, client, token_request(server.url), deadline_at=time.monotonic() + 1.0
                 )
@@ -575,7 +575,7 @@ def test_t8_deadline_in_the_past_stops_before_the_body(http_lib: HTTPLib, lib: s
     transport = env.transport(lambda request: httpx.Response(200, stream=httpx.ByteStream(body)))
     request = token_request("https://as.example/token")
     with http_lib.Client(transport=transport) as client:
-        with pytest.raises(DeadlineExceeded):
+        with pytest.raises(DeadlineExceededError):
             send_sync(http_lib, client, request, deadline_at=time.monotonic() - 1.0)
         assert send_sync(http_lib, client, request, deadline_at=None).body == body
         late = time.monotonic() + 3600.0

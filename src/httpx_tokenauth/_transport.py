@@ -36,7 +36,7 @@ from ._url import redacted_url
 __all__ = [
     "HTTPX",
     "TIMEOUT_SECONDS",
-    "DeadlineExceeded",
+    "DeadlineExceededError",
     "HTTPLib",
     "replayable",
     "root_cause",
@@ -94,11 +94,12 @@ class HTTPLib:
 HTTPX = HTTPLib.of(httpx)
 
 
-class DeadlineExceeded(TokenTransportError):  # noqa: N818 - the name says it
-    """The token endpoint's answer was still arriving when the retry deadline passed.
+class DeadlineExceededError(TokenTransportError):
+    """A token request that the retry deadline ended.
 
-    Raised while the body is read, for a server that sends its headers and
-    then the body a byte at a time (each byte restarts the read timeout).
+    Raised by the drivers, and here while the body is read: for a server that
+    sends its headers and then the body a byte at a time (each byte restarts
+    the read timeout), the answer is still arriving when the deadline passes.
     """
 
 
@@ -114,7 +115,7 @@ def send_sync(
 
     ``timeout`` (the library's Timeout) overrides the client's, to keep within
     a retry deadline. ``deadline_at`` is a ``time.monotonic()`` value: a body
-    still arriving then is abandoned with DeadlineExceeded. The body is read
+    still arriving then is abandoned with DeadlineExceededError. The body is read
     raw and its Content-Encoding decoded here, in bounded steps, so memory
     stays within a few times MAX_RESPONSE_BYTES whatever the server sends.
     Any failure to send is a TokenTransportError: an error from the HTTP
@@ -248,7 +249,7 @@ class _Body:
     def _check_deadline(self) -> None:
         if self._deadline_at is not None and time.monotonic() >= self._deadline_at:
             where = redacted_url(self._url)
-            raise DeadlineExceeded(
+            raise DeadlineExceededError(
                 f"token request to {where} did not finish within the retry deadline",
                 token_url=where,
             )

@@ -51,7 +51,9 @@ def test_what_is_retried(error: Exception, retried: bool) -> None:
 
 def test_full_jitter_doubles_the_bound_up_to_the_cap() -> None:
     """Delay = bound x random(), bound = backoff x 2^(n-1) capped at max_backoff."""
-    policy = RetryPolicy(attempts=6, backoff=0.5, max_backoff=3.0, deadline=1e9, random=lambda: 0.5)
+    policy = RetryPolicy(
+        attempts=6, backoff=0.5, max_backoff=3.0, deadline=86_400, random=lambda: 0.5
+    )
     state = policy.start(NOW)
     delays = [state.delay(unexpected(503), NOW) for _ in range(6)]
     assert delays == [0.25, 0.5, 1.0, 1.5, 1.5, None]

@@ -11,10 +11,14 @@ from __future__ import annotations
 import abc
 import base64
 import hashlib
+import re
+import sys
+import unicodedata
+import warnings
 from typing import ClassVar, Protocol
 from urllib.parse import quote_plus
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, NonVSCHARWarning
 from ._request import Form
 
 __all__ = [
@@ -57,26 +61,17 @@ class ClientAuth(abc.ABC):
 
 
 def check_client_id(client_id: object) -> str:
+    """A client id as RFC 6749 §2.2 means it: checked now, warned about if not VSCHAR (B8, B9)."""
     if not isinstance(client_id, str) or not client_id:
         raise ConfigurationError(
             f"client_id must be a non-empty string, got {type(client_id).__name__}"
         )
-    _check_utf8("client_id", client_id)
+    _check_text("client_id", client_id, "A.1")
     return client_id
 
 
-def _check_utf8(name: str, value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigurationError(
-            f"{name} contains a character that has no UTF-8 form (a lone surrogate): "
-            "check how it was read or decoded"
-        ) from None
-
-
 def check_secret(method: str, client_secret: str | None) -> str:
-    """SPEC B6: a secret method needs a real secret; empty is never sent."""
+    """SPEC B6: a secret method needs a real secret; empty is never sent (B8, B9)."""
     if client_secret is None:
         raise ConfigurationError(
             f"{method} needs client_secret=...; pass the secret, or choose a method "
@@ -84,7 +79,7 @@ def check_secret(method: str, client_secret: str | None) -> str:
         )
     if not isinstance(client_secret, str) or not client_secret:
         raise ConfigurationError(f"client_secret for {method} must be a non-empty string")
-    _check_utf8("client_secret", client_secret)
+    _check_text("client_secret", client_secret, "A.2")
     return client_secret
 
 
@@ -98,6 +93,59 @@ def identity_of(authenticator: object) -> tuple[str, ...]:
     """What an authenticator contributes to a cache identity (SPEC F1): who it says we are."""
     identity = getattr(authenticator, "identity", ("no-client-auth",))
     return tuple(identity)
+
+
+#: Unicode categories no credential may hold: controls (C0, DEL, C1), invisible format
+#: characters (zero-width spaces, bidirectional controls, the byte-order mark), line and
+#: paragraph separators.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+#: RFC 6749 Appendix A: VSCHAR = %x20-7E.
+_VSCHAR = re.compile(r"[\x20-\x7e]*")
+
+
+def _check_text(name: str, value: str, appendix: str) -> None:
+    """What id and secret have in common. No message quotes the value (it may be a secret)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{name} contains a character that has no UTF-8 form (a lone surrogate): "
+            "check how it was read or decoded"
+        ) from None
+    if value.isspace():
+        raise ConfigurationError(f"{name} is blank (only whitespace): pass the real value")
+    if value != value.strip():
+        raise ConfigurationError(
+            f"{name} has leading or trailing whitespace (a line ending read from a file or "
+            "an environment variable?): strip it"
+        )
+    if any(unicodedata.category(c) in _HIDDEN for c in value):
+        raise ConfigurationError(
+            f"{name} contains a control or invisible character (a NUL, an escape, a "
+            "zero-width space, a byte-order mark...): check how it was read or pasted"
+        )
+    if not _VSCHAR.fullmatch(value):
+        warnings.warn(
+            NonVSCHARWarning(
+                f"{name} has characters outside printable ASCII (RFC 6749 Appendix "
+                f"{appendix}: VSCHAR, %x20-7E). It is sent correctly encoded, but a server "
+                "that enforces the RFC's grammar will refuse it; prefer an ASCII value"
+            ),
+            stacklevel=_stack_level_outside_package(),
+        )
+
+
+def _stack_level_outside_package() -> int:
+    """The stacklevel that makes a warning point at the first caller outside this package."""
+    level = 1
+    frame = sys._getframe(1)  # the function that is about to warn
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        "httpx_tokenauth."
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class _Static:

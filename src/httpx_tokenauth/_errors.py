@@ -6,6 +6,8 @@ client secret, private key, access token, assertion or raw response body.
 
 from __future__ import annotations
 
+import unicodedata
+
 __all__ = [
     "AssertionSigningError",
     "ConfigurationError",
@@ -15,6 +17,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidScopeError",
     "InvalidTokenResponseError",
+    "NonVSCHARWarning",
     "ProviderError",
     "TokenEndpointError",
     "TokenError",
@@ -24,7 +27,36 @@ __all__ = [
     "UnexpectedTokenResponseError",
     "UnsupportedGrantTypeError",
     "UnsupportedTokenTypeError",
+    "printable",
 ]
+
+#: Unicode categories that server-sent text may not bring into a message: controls
+#: (CR, LF, NUL, ESC, the C1 range), format characters (zero-width and bidirectional
+#: controls, which can make a log line read as something else), line and paragraph
+#: separators, and lone surrogates.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+#: The most characters of server-sent text one message quotes.
+SERVER_TEXT_LIMIT = 200
+
+
+def printable(text: str, limit: int = SERVER_TEXT_LIMIT) -> str:
+    """Server-sent ``text`` made fit for an exception message or a log line.
+
+    Each run of control, format or separator characters becomes one space,
+    and the result is cut to ``limit`` characters, an ellipsis marking the
+    cut. The structured fields of an exception keep the text as sent.
+    """
+    out: list[str] = []
+    for char in text:
+        if unicodedata.category(char) in _HIDDEN:
+            if out and out[-1] != " ":
+                out.append(" ")
+            continue
+        if len(out) >= limit:
+            return "".join(out[: limit - 1]).rstrip() + "…"
+        out.append(char)
+    return "".join(out).strip()
 
 
 class TokenError(Exception):
@@ -172,4 +204,16 @@ class AssertionSigningError(TokenError):
     not a number, the ``jti`` generator returned something unusable, or the
     signing library failed (its exception, if any, is the ``__cause__``). The
     message never carries the key or the assertion.
+    """
+
+
+class NonVSCHARWarning(TokenError, UserWarning):  # noqa: N818 - a warning, named so
+    """A client id or secret has characters outside RFC 6749's VSCHAR (SPEC B9).
+
+    RFC 6749 Appendix A.1/A.2 define ``client-id`` and ``client-secret`` as
+    printable ASCII (%x20-7E). Such values are still accepted and sent
+    correctly encoded (SPEC B1), but a server that enforces the grammar will
+    refuse them whatever the client does. Warned at construction; the message
+    never carries the secret. It is a TokenError too, so that with warnings
+    turned into errors the one exception root still holds.
     """

@@ -7,7 +7,6 @@ sleep for what it returns, or give up when it returns None.
 from __future__ import annotations
 
 import email.utils
-import math
 import random
 import re
 import ssl
@@ -23,12 +22,26 @@ from ._errors import (
     UnexpectedTokenResponseError,
 )
 
-__all__ = ["RETRYABLE_STATUS", "RetryPolicy", "RetryState", "parse_retry_after"]
+__all__ = [
+    "MAX_RETRY_SECONDS",
+    "RETRYABLE_STATUS",
+    "RetryPolicy",
+    "RetryState",
+    "parse_retry_after",
+]
 
 #: Statuses that say "try again later" rather than "this request is wrong".
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() admits '¹' and '٣'
+
+#: The most ``backoff``, ``max_backoff``, ``retry_after_cap`` and ``deadline`` may be: one
+#: day. Longer is never what a caller waiting for a token wants, and values far beyond it
+#: overflowed ``time.sleep`` (or slept for ever in async).
+MAX_RETRY_SECONDS = 24 * 3600
+
+#: Retries after which the backoff bound stops doubling: 2**64 already exceeds any cap.
+_MAX_DOUBLINGS = 64
 
 #: OAuth error codes that mean "later", unlike the RFC 6749 §5.2 ones.
 RETRYABLE_CODES = frozenset({"temporarily_unavailable", "slow_down"})
@@ -50,7 +63,9 @@ class RetryPolicy:
     uniformly below that bound ("full jitter"). ``retry_after_cap``: the most a
     ``Retry-After`` header may make us wait. ``deadline``: the whole
     acquisition, sleeps included, gives up rather than pass this many seconds.
-    ``random``: returns a float in [0, 1); injectable for tests.
+    ``random``: returns a float in [0, 1); injectable for tests. The four
+    durations are seconds from 0 to MAX_RETRY_SECONDS (one day), ``deadline``
+    more than 0 (SPEC T11).
     """
 
     attempts: int = 3
@@ -72,12 +87,16 @@ class RetryPolicy:
             if (
                 isinstance(value, bool)
                 or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
+                or not 0 <= value <= MAX_RETRY_SECONDS  # False for NaN; no float() overflow
             ):
                 raise ConfigurationError(
-                    f"{name} must be a finite number of seconds, zero or more, got {value!r}"
+                    f"{name} must be a number of seconds, zero or more and at most "
+                    f"{MAX_RETRY_SECONDS} (one day), got {_shown(value)}"
                 )
+        if self.deadline == 0:
+            raise ConfigurationError(
+                "deadline must be more than 0 seconds: with 0, no attempt would ever be made"
+            )
         sample = self.random() if callable(self.random) else None
         if not isinstance(sample, float) or not 0.0 <= sample < 1.0:
             raise ConfigurationError(
@@ -92,6 +111,12 @@ class RetryPolicy:
     def start(self, now: float) -> RetryState:
         """A fresh count of attempts for one acquisition starting at ``now``."""
         return RetryState(self, started=now)
+
+
+def _shown(value: object) -> str:
+    """A refused value for a message: its repr, shortened (10**400 has 401 digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def retryable(error: TokenError) -> bool:
@@ -134,7 +159,8 @@ class RetryState:
         policy = self.policy
         if self.attempt >= policy.attempts or not retryable(error):
             return None
-        bound = min(policy.max_backoff, policy.backoff * 2.0 ** (self.attempt - 1))
+        doublings = min(self.attempt - 1, _MAX_DOUBLINGS)
+        bound = min(policy.max_backoff, policy.backoff * 2.0**doublings)
         delay = bound * policy.random()
         retry_after = error.retry_after if isinstance(error, TokenResponseError) else None
         if retry_after is not None:

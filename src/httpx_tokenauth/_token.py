@@ -2,7 +2,8 @@
 
 ``parse_token_response`` is a pure function of (status, headers, body, time
 of receipt, requested scope): it returns a Token or raises a TokenError
-subclass, and nothing else can escape it (SPEC R1-R11, E1-E5).
+subclass, and nothing else can escape it (SPEC R1-R11, E1-E5). Server text
+quoted in a message is stripped of control characters and cut short (E6).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ._errors import (
     TokenResponseError,
     UnexpectedTokenResponseError,
     UnsupportedTokenTypeError,
+    printable,
 )
 from ._retry import parse_retry_after
 
@@ -66,7 +68,7 @@ class Token:
     ``scope`` is the granted scope, or the requested one when the server did
     not name it (RFC 6749 §5.1). ``extra`` holds every other response field,
     unchanged (SPEC R8); it is left out of ``repr`` because it may hold a
-    refresh or ID token.
+    refresh or ID token. A Token pickles and deep-copies, ``extra`` included.
 
     A custom TokenProvider builds one directly::
 
@@ -120,6 +122,31 @@ class Token:
         """Seconds left at ``now``, or None when the expiry is unknown."""
         return None if self.expires_at is None else self.expires_at - now
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling and (deep) copying (SPEC R12): every field, ``extra`` read-only if it was.
+
+        A read-only mapping (``MappingProxyType``) cannot be pickled itself, so
+        its contents travel as a dict and are wrapped again on arrival.
+        """
+        extra = self.extra
+        readonly = isinstance(extra, MappingProxyType)
+        fields = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_at": self.expires_at,
+            "received_at": self.received_at,
+            "scope": self.scope,
+            "extra": dict(extra) if readonly else extra,
+        }
+        return (_restore, (fields, readonly))
+
+
+def _restore(fields: dict[str, Any], readonly: bool) -> Token:
+    """A Token again, from what ``Token.__reduce__`` saved."""
+    if readonly:
+        fields = {**fields, "extra": MappingProxyType(dict(fields["extra"]))}
+    return Token(**fields)
+
 
 @dataclass(frozen=True, slots=True)
 class RawResponse:
@@ -155,6 +182,7 @@ def _parse(
 ) -> Token:
     status = response.status_code
     content_type = response.headers.get("content-type")
+    shown_type = printable(content_type, 80) if content_type else "none"
     data = _json_object(response, content_type)
 
     if data is not None and "error" in data:
@@ -167,14 +195,14 @@ def _parse(
             hint = " (check the client id and credentials)"
         raise UnexpectedTokenResponseError(
             f"token endpoint answered HTTP {status} without an OAuth 2.0 error object"
-            f"{hint}; content type {content_type or 'none'}",
+            f"{hint}; content type {shown_type}",
             status_code=status,
             content_type=content_type,
         )
     if data is None:
         raise UnexpectedTokenResponseError(
             f"token endpoint answered HTTP {status} with a body that is not JSON "
-            f"(content type {content_type or 'none'}, {len(response.body)} bytes)",
+            f"(content type {shown_type}, {len(response.body)} bytes)",
             status_code=status,
             content_type=content_type,
         )
@@ -212,12 +240,13 @@ def _endpoint_error(data: dict[str, Any], status: int, content_type: str | None)
     description = description if isinstance(description, str) else None
     uri = uri if isinstance(uri, str) else None
     cls = ERROR_CLASSES.get(code, TokenEndpointError)
-    message = f"token endpoint refused the request: {code}"
-    if description:
-        message += f": {description[:500]}"
+    # SPEC E6: server text is cleaned and cut for the message; the fields keep it as sent.
+    message = f"token endpoint refused the request: {printable(code, 80)}"
+    if description and (shown := printable(description)):
+        message += f": {shown}"
     message += f" (HTTP {status})"
-    if uri:
-        message += f"; see {uri[:500]}"
+    if uri and (shown := printable(uri)):
+        message += f"; see {shown}"
     return cls(
         message, status_code=status, error=code, error_description=description, error_uri=uri
     )
@@ -247,7 +276,7 @@ def _token_from(
         )
     if token_type.lower() != "bearer":
         raise UnsupportedTokenTypeError(
-            f"token endpoint issued a {token_type[:40]!r} token; only Bearer tokens "
+            f"token endpoint issued a {printable(token_type, 40)!r} token; only Bearer tokens "
             "(RFC 6750) are supported",
             status_code=status,
             token_type=token_type,
@@ -288,7 +317,7 @@ def _expires_in(value: object, status: int) -> float | None:
     if number is None or not math.isfinite(number) or number <= 0:
         raise InvalidTokenResponseError(
             f"token response 'expires_in' must be a positive number of seconds, "
-            f"got {str(value)[:40]!r}",
+            f"got {printable(str(value)[:200], 40)!r}",
             status_code=status,
         )
     return min(number, float(MAX_EXPIRES_IN))

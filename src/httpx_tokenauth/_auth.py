@@ -123,7 +123,6 @@ class TokenAuthBase:
         self._clock = clock
         self._own_client: Any = None
         self._own_client_lock = threading.Lock()
-        self._ssl_context: Any = None
         if isinstance(provider, Grant):
             self._source = redacted_url(provider.token_url)
             host: str | None = urlsplit(provider.token_url).hostname
@@ -337,13 +336,12 @@ class TokenAuthBase:
     async def _own_async_client(self) -> Any:
         # One short-lived client per fetch: fetches are rare, and a client tied to
         # no event loop cannot break when the loop changes. The TLS context (the
-        # costly part, which reads the CA bundle from disk) is made once, off-loop.
-        if self._ssl_context is None:
+        # costly part, which reads the CA bundle from disk) is the process's
+        # shared one, made off-loop the first time.
+        if not self._lib.has_ssl_context():
             anyio = _anyio()
-            self._ssl_context = await anyio.to_thread.run_sync(
-                self._lib.create_ssl_context, limiter=anyio.CapacityLimiter(1)
-            )
-        return self._lib.new_async_client(self._ssl_context)
+            await anyio.to_thread.run_sync(self._lib.ssl_context, limiter=anyio.CapacityLimiter(1))
+        return self._lib.new_async_client()
 
     def reset_after_fork(self) -> None:
         """In a forked child: the parent's connections are not ours to use (or close)."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -61,6 +63,8 @@ class HTTPLib:
     MultipartStream: type[Any] | None
     Timeout: Any
     create_ssl_context: Any
+    BaseTransport: Any = None
+    HTTPTransport: Any = None
 
     @classmethod
     def of(cls, module: ModuleType) -> HTTPLib:
@@ -78,17 +82,84 @@ class HTTPLib:
             MultipartStream=multipart,
             Timeout=module.Timeout,
             create_ssl_context=module.create_ssl_context,
+            BaseTransport=module.BaseTransport,
+            HTTPTransport=module.HTTPTransport,
         )
 
     def new_client(self) -> Any:
-        """The sync token client TokenAuth makes: verification on, finite timeout, no redirects."""
-        return self.Client(timeout=self.Timeout(TIMEOUT_SECONDS), follow_redirects=False)
+        """The sync token client TokenAuth makes: verification on, finite timeout, no redirects.
 
-    def new_async_client(self, ssl_context: Any) -> Any:
-        """The async mirror, with a TLS context made once and reused."""
-        return self.AsyncClient(
-            timeout=self.Timeout(TIMEOUT_SECONDS), follow_redirects=False, verify=ssl_context
+        Every such client in the process shares one TLS context and one
+        connection pool (``shared_transport``), so a service holding a
+        thousand credentials pays for the CA bundle once, not a thousand times.
+        Cookies stay per client: nothing one credential's token endpoint sets
+        reaches another's requests.
+        """
+        return self.Client(
+            timeout=self.Timeout(TIMEOUT_SECONDS),
+            follow_redirects=False,
+            transport=self.shared_transport(),
         )
+
+    def new_async_client(self) -> Any:
+        """The async mirror, with the process's shared TLS context (its pool is per client)."""
+        return self.AsyncClient(
+            timeout=self.Timeout(TIMEOUT_SECONDS),
+            follow_redirects=False,
+            verify=self.ssl_context(),
+        )
+
+    def has_ssl_context(self) -> bool:
+        """Whether ``ssl_context()`` is ready (else it reads the CA bundle from disk)."""
+        return self.name in _SSL_CONTEXTS
+
+    def ssl_context(self) -> Any:
+        """The default TLS context (certificate verification on), made once per process."""
+        with _SHARED_LOCK:
+            context = _SSL_CONTEXTS.get(self.name)
+            if context is None:
+                context = _SSL_CONTEXTS[self.name] = self.create_ssl_context()
+            return context
+
+    def shared_transport(self) -> Any:
+        """One connection pool for every token client TokenAuth makes; closing a client
+        leaves it open for the others."""
+        with _SHARED_LOCK:
+            transport = _TRANSPORTS.get(self.name)
+        if transport is None:
+            inner = self.HTTPTransport(verify=self.ssl_context())
+            with _SHARED_LOCK:
+                transport = _TRANSPORTS.setdefault(self.name, _unclosable(self, inner))
+        return transport
+
+
+_SHARED_LOCK = threading.Lock()
+_SSL_CONTEXTS: dict[str, Any] = {}
+_TRANSPORTS: dict[str, Any] = {}
+
+
+def _unclosable(lib: HTTPLib, inner: Any) -> Any:
+    """``inner`` behind a transport whose close() does nothing: it is shared."""
+
+    class SharedTransport(lib.BaseTransport):  # type: ignore[misc,name-defined]
+        def handle_request(self, request: Any) -> Any:
+            return inner.handle_request(request)
+
+        def close(self) -> None:
+            """Left open: other TokenAuth instances use this pool too."""
+
+    return SharedTransport()
+
+
+def _reset_after_fork() -> None:
+    """A forked child gets pools of its own: the parent's sockets are not its to use."""
+    global _SHARED_LOCK  # noqa: PLW0603
+    _SHARED_LOCK = threading.Lock()
+    _TRANSPORTS.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 HTTPX = HTTPLib.of(httpx)

@@ -1,0 +1,104 @@
+"""Many credentials in one process: the token clients TokenAuth makes share one TLS context
+and one connection pool, and closing one TokenAuth leaves the others working."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from httpx_tokenauth import ClientCredentials, TokenAuth
+
+
+class KeepAliveTokenServer:
+    """A plain-http token endpoint on loopback that keeps connections open and counts them."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                owner.connections += 1
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                owner.requests += 1
+                body = json.dumps(
+                    {"access_token": f"t{owner.requests}", "token_type": "Bearer"}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/token"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[KeepAliveTokenServer]:
+    s = KeepAliveTokenServer()
+    yield s
+    s.close()
+
+
+def make(server: KeepAliveTokenServer, client_id: str) -> TokenAuth:
+    return TokenAuth(
+        ClientCredentials(
+            server.url, client_id=client_id, client_secret="a-secret-for-" + client_id
+        )
+    )
+
+
+def test_credentials_share_one_connection_to_their_token_endpoint(
+    server: KeepAliveTokenServer,
+) -> None:
+    """Three TokenAuth for three credentials fetch over one kept-alive connection: the pool
+    (and the TLS context behind it) is made once per process, not once per credential."""
+    auths = [make(server, f"tenant-{i}") for i in range(3)]
+    tokens = [auth.get_token().access_token for auth in auths]
+    assert tokens == ["t1", "t2", "t3"]
+    assert server.connections == 1
+    for auth in auths:
+        auth.close()
+
+
+def test_closing_one_tokenauth_leaves_the_shared_pool_to_the_others(
+    server: KeepAliveTokenServer,
+) -> None:
+    """close() ends what that TokenAuth made; the other credentials still get tokens."""
+    first, second = make(server, "a"), make(server, "b")
+    first.get_token()
+    first.close()
+    assert second.get_token().access_token == "t2"
+    second.close()
+
+
+def test_cookies_stay_per_credential(server: KeepAliveTokenServer) -> None:
+    """The pool is shared, the cookie jar is not: each TokenAuth's own client keeps its own."""
+    first, second = make(server, "a"), make(server, "b")
+    first._client().cookies.set("session", "of-a")
+    assert "session" not in second._client().cookies
+    first.close()
+    second.close()

@@ -9,13 +9,16 @@ from __future__ import annotations
 import unicodedata
 
 __all__ = [
+    "AssertionExpiredError",
     "AssertionSigningError",
+    "AssertionSourceError",
     "ConfigurationError",
     "InsecureTransportError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidRequestError",
     "InvalidScopeError",
+    "InvalidTargetError",
     "InvalidTokenResponseError",
     "NonVSCHARWarning",
     "ProviderError",
@@ -205,6 +208,43 @@ class AssertionSigningError(TokenError):
     signing library failed (its exception, if any, is the ``__cause__``). The
     message never carries the key or the assertion.
     """
+
+
+class InvalidTargetError(TokenEndpointError):
+    """``invalid_target``: the requested ``audience`` or ``resource`` is unknown or not allowed
+    (RFC 8693 §2.2.2, RFC 8707 §2). Raised for token exchanges (TokenExchangeGrant)."""
+
+
+class AssertionSourceError(TokenError):
+    """An externally issued assertion could not be read, or what was read is unusable.
+
+    A platform token file that is missing, unreadable, empty or not a JWT; a
+    callable that raised (its exception is the ``__cause__``) or returned
+    something other than a string; the GitHub Actions token service failing.
+    ``source`` names where the assertion comes from (a file's path, a
+    callable's qualified name, the GitHub audience), never what it holds.
+    Raised at construction where the problem can be known then (a file that
+    is already missing), else when a token request is about to be made: no
+    request is sent with it.
+    """
+
+    def __init__(self, message: str, *, source: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class AssertionExpiredError(AssertionSourceError):
+    """The assertion a source gives has expired, and reading it again gave no newer one.
+
+    Nothing was sent. ``expired_at`` is the assertion's ``exp`` (seconds since
+    the epoch); ``source`` names the source. Usually the platform stopped
+    rotating it (kubelet, the SPIFFE agent, a sidecar), or this machine's clock
+    is wrong.
+    """
+
+    def __init__(self, message: str, *, source: str, expired_at: float) -> None:
+        super().__init__(message, source=source)
+        self.expired_at = expired_at
 
 
 class NonVSCHARWarning(TokenError, UserWarning):  # noqa: N818 - a warning, named so

@@ -8,6 +8,7 @@ quoted in a message is stripped of control characters and cut short (E6).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -30,8 +31,10 @@ from ._errors import (
 from ._retry import parse_retry_after
 
 __all__ = [
+    "ACCESS_TOKEN_TYPE",
     "MAX_EXPIRES_IN",
     "MAX_RESPONSE_BYTES",
+    "NOT_APPLICABLE",
     "RawResponse",
     "Token",
     "parse_token_response",
@@ -47,6 +50,11 @@ MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _NUMERIC = re.compile(r"[ \t]*[0-9]{1,12}(\.[0-9]{1,6})?[ \t]*")  # ASCII digits only
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+#: RFC 8693 §2.2.1: the ``token_type`` of an issued token that is not an access token.
+NOT_APPLICABLE = "N_A"
+#: RFC 8693 §3: the token type identifier of an OAuth 2.0 access token.
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
 def is_finite(value: float) -> bool:
@@ -70,6 +78,14 @@ class Token:
     unchanged (SPEC R8); it is left out of ``repr`` because it may hold a
     refresh or ID token. A Token pickles and deep-copies, ``extra`` included.
 
+    ``issued_token_type`` is what a token exchange (RFC 8693 §2.2.1) says it
+    issued, such as ``urn:ietf:params:oauth:token-type:access_token``, or None.
+    ``token_type`` is ``"Bearer"``, or ``"N_A"`` for a token an exchange issued
+    that is not an access token (an ID token, a JWT for another system): such a
+    token is for ``get_token()``, and using it as an ``Authorization: Bearer``
+    header (``authorization``, TokenAuth on an API client) is a
+    ConfigurationError saying so (SPEC A5).
+
     A custom TokenProvider builds one directly::
 
         Token("eyJ...", expires_at=time.time() + 3600)
@@ -81,6 +97,7 @@ class Token:
     received_at: float | None = None
     scope: tuple[str, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, repr=False)
+    issued_token_type: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.access_token, str) or not _TOKEN_CHARS.fullmatch(self.access_token):
@@ -88,12 +105,25 @@ class Token:
                 "Token.access_token must be a non-empty string of visible ASCII characters "
                 "(no spaces or control characters), as it is sent in an Authorization header"
             )
-        if not isinstance(self.token_type, str) or self.token_type.lower() != "bearer":
+        if self.issued_token_type is not None and (
+            not isinstance(self.issued_token_type, str) or not self.issued_token_type
+        ):
+            raise ConfigurationError("Token.issued_token_type must be a non-empty string or None")
+        if isinstance(self.token_type, str) and self.token_type.upper() == NOT_APPLICABLE:
+            if self.issued_token_type in (None, ACCESS_TOKEN_TYPE):
+                raise ConfigurationError(
+                    "Token.token_type 'N_A' (RFC 8693 §2.2.1) is for a token that is not an "
+                    "access token: give its issued_token_type (such as "
+                    "'urn:ietf:params:oauth:token-type:id_token'), or use 'Bearer'"
+                )
+            object.__setattr__(self, "token_type", NOT_APPLICABLE)
+        elif not isinstance(self.token_type, str) or self.token_type.lower() != "bearer":
             raise ConfigurationError(
                 f"Token.token_type must be 'Bearer', got {self.token_type!r}: "
                 "only bearer tokens (RFC 6750) are supported"
             )
-        object.__setattr__(self, "token_type", "Bearer")
+        else:
+            object.__setattr__(self, "token_type", "Bearer")
         for name in ("expires_at", "received_at"):
             value = getattr(self, name)
             if value is not None and (
@@ -115,7 +145,18 @@ class Token:
 
     @property
     def authorization(self) -> str:
-        """The Authorization header value: ``Bearer <access_token>`` (SPEC U1, R2)."""
+        """The Authorization header value: ``Bearer <access_token>`` (SPEC U1, R2).
+
+        A ConfigurationError for an ``N_A`` token, which is not an access token.
+        """
+        if self.token_type == NOT_APPLICABLE:
+            raise ConfigurationError(
+                f"the token exchange issued {self.issued_token_type} with token_type N_A: it is "
+                "not an access token and is never sent as 'Authorization: Bearer' (RFC 8693 "
+                "§2.2.1). Get it with get_token() for the system it is meant for, or ask for "
+                "requested_token_type='urn:ietf:params:oauth:token-type:access_token' to call "
+                "an API with it"
+            )
         return f"Bearer {self.access_token}"
 
     def expires_in(self, now: float) -> float | None:
@@ -137,6 +178,7 @@ class Token:
             "received_at": self.received_at,
             "scope": self.scope,
             "extra": dict(extra) if readonly else extra,
+            "issued_token_type": self.issued_token_type,
         }
         return (_restore, (fields, readonly))
 
@@ -165,20 +207,27 @@ def parse_token_response(
     *,
     received_at: float,
     requested_scope: tuple[str, ...] | None = None,
+    token_exchange: bool = False,
 ) -> Token:
     """Turn a token endpoint answer into a Token, or raise a TokenError subclass.
 
     An error carries the response's ``Retry-After`` as ``retry_after`` seconds.
+    ``token_exchange``: the answer to an RFC 8693 exchange, whose
+    ``issued_token_type`` is kept on the Token and whose ``token_type`` may be
+    ``N_A`` for a token that is not an access token (SPEC A2, A5).
     """
     try:
-        return _parse(response, received_at, requested_scope)
+        return _parse(response, received_at, requested_scope, token_exchange)
     except TokenResponseError as exc:
         exc.retry_after = parse_retry_after(response.headers.get("retry-after"), received_at)
         raise
 
 
 def _parse(
-    response: RawResponse, received_at: float, requested_scope: tuple[str, ...] | None
+    response: RawResponse,
+    received_at: float,
+    requested_scope: tuple[str, ...] | None,
+    token_exchange: bool = False,
 ) -> Token:
     status = response.status_code
     content_type = response.headers.get("content-type")
@@ -206,6 +255,8 @@ def _parse(
             status_code=status,
             content_type=content_type,
         )
+    if token_exchange:
+        return _exchanged_token_from(data, status, received_at, requested_scope)
     return _token_from(data, status, received_at, requested_scope)
 
 
@@ -296,6 +347,39 @@ def _token_from(
         scope=scope,
         extra=MappingProxyType(extra),
     )
+
+
+def _exchanged_token_from(
+    data: dict[str, Any],
+    status: int,
+    received_at: float,
+    requested_scope: tuple[str, ...] | None,
+) -> Token:
+    """RFC 8693 §2.2.1: ``issued_token_type`` onto the Token; ``N_A`` only for a token that
+    is not an access token (SPEC A2, A5)."""
+    issued = data.get("issued_token_type")
+    if issued is not None and (not isinstance(issued, str) or not _TOKEN_CHARS.fullmatch(issued)):
+        raise InvalidTokenResponseError(
+            "token exchange response 'issued_token_type' must be a token type URI "
+            "(RFC 8693 §2.2.1)",
+            status_code=status,
+        )
+    rest = {k: v for k, v in data.items() if k != "issued_token_type"}
+    token_type = data.get("token_type")
+    if isinstance(token_type, str) and token_type.upper() == NOT_APPLICABLE:
+        if issued in (None, ACCESS_TOKEN_TYPE):
+            raise UnsupportedTokenTypeError(
+                f"the token exchange answered token_type N_A for "
+                f"{'an access token' if issued else 'a token of unnamed type'}: N_A (RFC 8693 "
+                "§2.2.1) says the issued token is not an access token, so it cannot be sent "
+                "as 'Authorization: Bearer'. Check requested_token_type, or the server",
+                status_code=status,
+                token_type=token_type,
+            )
+        bearer = _token_from({**rest, "token_type": "Bearer"}, status, received_at, requested_scope)
+        return dataclasses.replace(bearer, token_type=NOT_APPLICABLE, issued_token_type=issued)
+    token = _token_from(rest, status, received_at, requested_scope)
+    return dataclasses.replace(token, issued_token_type=issued) if issued else token
 
 
 def _expires_in(value: object, status: int) -> float | None:

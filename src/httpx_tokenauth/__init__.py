@@ -13,17 +13,21 @@ Example::
 
 from __future__ import annotations
 
+from ._assertions import AssertionSource, ClientAssertion, FileAssertion, GitHubActionsOIDC
 from ._auth import TokenAuth
 from ._challenge import BearerChallenge, bearer_challenge
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
 from ._errors import (
+    AssertionExpiredError,
     AssertionSigningError,
+    AssertionSourceError,
     ConfigurationError,
     InsecureTransportError,
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    InvalidTargetError,
     InvalidTokenResponseError,
     NonVSCHARWarning,
     ProviderError,
@@ -36,6 +40,7 @@ from ._errors import (
     UnsupportedGrantTypeError,
     UnsupportedTokenTypeError,
 )
+from ._exchange import TokenExchangeGrant
 from ._jwt import ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
 from ._providers import AsyncTokenProvider, ClientCredentials, TokenProvider
 from ._retry import RetryPolicy
@@ -47,21 +52,28 @@ from ._token import Token
 __version__ = "0.1.0"
 
 __all__ = [
+    "AssertionExpiredError",
     "AssertionSigningError",
+    "AssertionSource",
+    "AssertionSourceError",
     "AsyncTokenProvider",
     "BearerChallenge",
+    "ClientAssertion",
     "ClientAuth",
     "ClientCredentials",
     "ClientSecretBasic",
     "ClientSecretJWT",
     "ClientSecretPost",
     "ConfigurationError",
+    "FileAssertion",
     "FileTokenStore",
+    "GitHubActionsOIDC",
     "InsecureTransportError",
     "InvalidClientError",
     "InvalidGrantError",
     "InvalidRequestError",
     "InvalidScopeError",
+    "InvalidTargetError",
     "InvalidTokenResponseError",
     "JWTBearerGrant",
     "NonVSCHARWarning",
@@ -73,6 +85,7 @@ __all__ = [
     "TokenAuth",
     "TokenEndpointError",
     "TokenError",
+    "TokenExchangeGrant",
     "TokenProvider",
     "TokenResponseError",
     "TokenStore",

@@ -14,7 +14,17 @@ import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from ._program import CallProvider, Detach, Effect, Program, Send, Sleep, StoreCall, Wait
+from ._program import (
+    CallProvider,
+    Detach,
+    Effect,
+    Program,
+    ReadAssertion,
+    Send,
+    Sleep,
+    StoreCall,
+    Wait,
+)
 from ._request import TokenRequest
 from ._token import RawResponse
 
@@ -85,6 +95,8 @@ def _execute_sync(driver: Driver, effect: Effect[Any]) -> object:
         return effect.store.execute(effect.op)
     if isinstance(effect, CallProvider):
         return effect.fetch()
+    if isinstance(effect, ReadAssertion):
+        return effect.source.read(effect.audience)
     if isinstance(effect, Detach):
         return run_sync(driver, effect.program)
     raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - a programming error
@@ -118,6 +130,8 @@ async def _execute_async(driver: Driver, effect: Effect[Any]) -> object:
         # A thread from a limiter of its own, not the shared pool, which sync callers
         # waiting for this very fetch may be holding.
         return await anyio.to_thread.run_sync(effect.fetch, limiter=anyio.CapacityLimiter(1))
+    if isinstance(effect, ReadAssertion):
+        return await effect.source.aread(effect.audience)
     if isinstance(effect, Detach):
         if not _on_asyncio():
             return await run_async(driver, effect.program)

@@ -24,6 +24,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._assertions import AssertionNeed, needs_of
 from ._client_auth import (
     Authenticator,
     ClientAuth,
@@ -519,6 +520,18 @@ class JWTBearerGrant(Grant):
         grant: Form = (("grant_type", JWT_BEARER_GRANT_TYPE), ("assertion", assertion))
         return self._build(grant + self._form, self._authenticator, now)
 
+    def assertion_sources(self) -> tuple[AssertionNeed, ...]:
+        """A ClientAssertion's source, when the client authenticates with one (SPEC A1)."""
+        return needs_of(self._authenticator)
+
+    def token_request_with(self, now: float, assertions: Mapping[str, str]) -> TokenRequest:
+        """As token_request, the client assertion being the one read for this request."""
+        assertion = self._signer.mint(
+            now, issuer=self._issuer, subject=self._subject, audience=self._audience
+        )
+        grant: Form = (("grant_type", JWT_BEARER_GRANT_TYPE), ("assertion", assertion))
+        return self._build(grant + self._form, self._authenticator, now, assertions)
+
     def parse_response(self, response: RawResponse, *, received_at: float) -> Token:
         """As Grant.parse_response; ``invalid_grant`` says the assertion was rejected (J8)."""
         try:
@@ -568,7 +581,8 @@ def _client_auth_for(
     if client_auth is not None and not isinstance(client_auth, ClientAuth):
         raise ConfigurationError(
             "client_auth must be ClientSecretBasic(), ClientSecretPost(), "
-            f"ClientSecretJWT(...) or PrivateKeyJWT(...), got {type(client_auth).__name__}"
+            "ClientSecretJWT(...), PrivateKeyJWT(...) or ClientAssertion(...), got "
+            f"{type(client_auth).__name__}"
         )
     if client_id is None:
         if client_auth is not None or client_secret is not None:

@@ -30,8 +30,22 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast
 
+from ._assertions import (
+    Assertion,
+    AssertionNeed,
+    AssertionSource,
+    check_assertion,
+    expired_error,
+    read_failed,
+)
 from ._cache import Need, TokenCache
-from ._errors import ConfigurationError, ProviderError, TokenError, TokenTransportError
+from ._errors import (
+    ConfigurationError,
+    ProviderError,
+    TokenEndpointError,
+    TokenError,
+    TokenTransportError,
+)
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy, RetryState
@@ -57,6 +71,7 @@ __all__ = [
     "Effect",
     "Flight",
     "Program",
+    "ReadAssertion",
     "Send",
     "Sleep",
     "StoreCall",
@@ -79,6 +94,11 @@ POLL_MAX = 0.5
 
 #: An entry for a token with no known expiry lives this long in a shared store.
 NO_EXPIRY_TTL = 24 * 3600.0
+
+#: Refusals that may mean an externally issued assertion expired on the way (SPEC A4):
+#: ``invalid_client`` for a client assertion (RFC 7523 §3.2), ``invalid_grant`` as
+#: servers answer for a subject token, ``invalid_request`` as RFC 8693 §2.2.2 says to.
+REREAD_AFTER = frozenset({"invalid_client", "invalid_grant", "invalid_request"})
 
 
 # -- effects: what the program asks the interpreters to do ---------------------------------
@@ -147,6 +167,20 @@ class StoreCall(Effect[object]):
 
     store: TokenStore
     op: StoreOperation[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAssertion(Effect[object]):
+    """Read the externally issued assertion ``source`` holds now, for ``audience`` (SPEC A1).
+
+    Back: what the source gave, which the program checks. Thrown in: what the
+    read raised. The sync interpreter calls ``source.read(audience)``, the
+    async one awaits ``source.aread(audience)`` (a blocking read runs in a
+    worker thread there; an async function is awaited).
+    """
+
+    source: AssertionSource
+    audience: str
 
 
 Program = Generator[Effect[Any], object, T]
@@ -482,6 +516,10 @@ class Acquisition:
             if self.monotonic() >= deadline_at:
                 raise self._deadline_error(policy)
             try:
+                if provider.assertion_sources():
+                    return self._fetched(
+                        (yield from self._attempt_with_assertions(provider, deadline_at))
+                    )
                 request = provider.token_request(self.now())
                 raw = yield from perform(Send(request, deadline_at))
                 token = provider.parse_response(raw, received_at=self.now())
@@ -492,6 +530,90 @@ class Acquisition:
                 if (delay := self._retry_delay(retry, exc)) is None:
                     raise
             yield from perform(Sleep(delay))
+
+    # -- externally issued assertions: read for every attempt (SPEC A1, A3, A4) ------------
+
+    def _attempt_with_assertions(self, provider: Grant, deadline_at: float) -> Program[Token]:
+        """One attempt of a grant whose request carries assertions the platform issued.
+
+        Every source is read now (A1), and a stale assertion once more (A3). A
+        refusal that may be an assertion expiring on the way (REREAD_AFTER, one
+        of them with at most NEAR_EXPIRY left) reads them all again and, if
+        that gives something new, sends one more request; no more (A4).
+        """
+        needs = provider.assertion_sources()
+        read = yield from self._read_assertions(needs)
+        request = provider.token_request_with(self.now(), _values(read))
+        raw = yield from perform(Send(request, deadline_at))
+        try:
+            return provider.parse_response(raw, received_at=self.now())
+        except TokenEndpointError as exc:
+            now = self.now()
+            if exc.error not in REREAD_AFTER or not any(a.near_expiry(now) for a in read.values()):
+                raise
+            again = yield from self._read_assertions(needs)
+            if _values(again) == _values(read):
+                raise  # nothing new to send: the refusal stands
+            logger.info(
+                "token request to %s refused (%s) with an assertion about to expire; sending "
+                "it once more with the assertion read again",
+                self.source,
+                exc.error,
+                extra={
+                    "event": "assertion_reread",
+                    "token_endpoint": self.source,
+                    "host": self.host,
+                    "outcome": type(exc).__name__,
+                },
+            )
+        request = provider.token_request_with(self.now(), _values(again))
+        raw = yield from perform(Send(request, deadline_at))
+        return provider.parse_response(raw, received_at=self.now())
+
+    def _read_assertions(self, needs: tuple[AssertionNeed, ...]) -> Program[dict[str, Assertion]]:
+        read: dict[str, Assertion] = {}
+        for need in needs:
+            read[need.name] = yield from self._read_fresh(need)
+        return read
+
+    def _read_fresh(self, need: AssertionNeed) -> Program[Assertion]:
+        """SPEC A3: an assertion with more than ASSERTION_SKEW left, or the one a second read
+        gives; never one that has expired (AssertionExpiredError, nothing sent)."""
+        first = yield from self._read_one(need)
+        if first.fresh(self.now()):
+            return first
+        logger.debug(
+            "the assertion from %s expires within the skew; reading it again",
+            first.source,
+            extra={"event": "assertion_stale", "token_endpoint": self.source, "host": self.host},
+        )
+        second = yield from self._read_one(need)
+        now = self.now()
+        if second.expired(now):
+            raise expired_error(second, now)
+        if not second.fresh(now):
+            logger.warning(
+                "the assertion from %s expires in %.0f s and reading it again gave no newer "
+                "one; sending it (is the platform still rotating it?)",
+                second.source,
+                (second.expires_at or now) - now,
+                extra={
+                    "event": "assertion_stale",
+                    "token_endpoint": self.source,
+                    "host": self.host,
+                    "expires_in": (second.expires_at or now) - now,
+                },
+            )
+        return second
+
+    def _read_one(self, need: AssertionNeed) -> Program[Assertion]:
+        try:
+            value = yield from perform(ReadAssertion(need.source, need.audience))
+        except TokenError:
+            raise
+        except Exception as exc:
+            raise read_failed(exc, need.source.name) from exc
+        return check_assertion(value, source=need.source.name, jwt_required=need.jwt_required)
 
     def _call_provider(
         self, provider: TokenProvider | AsyncTokenProvider, blocking: bool
@@ -640,6 +762,10 @@ def _fresh(error: TokenError) -> TokenError:
     copy.__cause__ = error.__cause__
     copy.__suppress_context__ = True
     return copy
+
+
+def _values(read: dict[str, Assertion]) -> dict[str, str]:
+    return {name: assertion.value for name, assertion in read.items()}
 
 
 def _check_provided(token: object, source: str) -> Token:

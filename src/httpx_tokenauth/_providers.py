@@ -19,6 +19,7 @@ import abc
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ._assertions import AssertionAuthenticator, AssertionNeed, needs_of
 from ._client_auth import (
     Authenticator,
     ClientAuth,
@@ -131,6 +132,21 @@ class Grant(abc.ABC):
     def token_request(self, now: float) -> TokenRequest:
         """The request to send at ``now``. JWT grants mint a fresh assertion each call."""
 
+    def assertion_sources(self) -> tuple[AssertionNeed, ...]:
+        """The externally issued assertions each token request carries (SPEC A1): none here.
+
+        A grant that names some (a ClientAssertion, a token exchange's subject
+        token) is not asked for ``token_request``: TokenAuth's program reads
+        each source for every attempt, checks it, and calls
+        ``token_request_with`` with what it read.
+        """
+        return ()
+
+    def token_request_with(self, now: float, assertions: Mapping[str, str]) -> TokenRequest:
+        """The request to send at ``now`` with ``assertions`` (form field name to the value
+        read for it, one per ``assertion_sources()``); ``token_request`` for other grants."""
+        return self.token_request(now)
+
     def parse_response(self, response: RawResponse, *, received_at: float) -> Token:
         """The Token in the answer, or a TokenError subclass (SPEC R1-R11, E1-E5)."""
         return parse_token_response(response, received_at=received_at, requested_scope=self._scope)
@@ -178,9 +194,16 @@ class Grant(abc.ABC):
         return (("scope", " ".join(self._scope)),) if self._scope else ()
 
     def _build(
-        self, grant_form: Form, authenticator: Authenticator | None, now: float
+        self,
+        grant_form: Form,
+        authenticator: Authenticator | None,
+        now: float,
+        assertions: Mapping[str, str] | None = None,
     ) -> TokenRequest:
-        headers, auth_form = authenticator.authenticate(now) if authenticator else ((), ())
+        if assertions is not None and isinstance(authenticator, AssertionAuthenticator):
+            headers, auth_form = authenticator.authenticate_with(now, assertions)
+        else:
+            headers, auth_form = authenticator.authenticate(now) if authenticator else ((), ())
         return TokenRequest(
             url=self._token_url,
             headers=BASE_HEADERS + headers,
@@ -220,13 +243,15 @@ class ClientCredentials(Grant):
             if client_secret is None:
                 raise ConfigurationError(
                     "the client credentials grant needs client authentication (RFC 6749 "
-                    "§4.4): pass client_secret=..., or client_auth=PrivateKeyJWT(...)"
+                    "§4.4): pass client_secret=..., client_auth=PrivateKeyJWT(...), or "
+                    "client_auth=ClientAssertion(FileAssertion(path)) for a platform token"
                 )
             client_auth = ClientSecretBasic()
         if not isinstance(client_auth, ClientAuth):
             raise ConfigurationError(
                 "client_auth must be ClientSecretBasic(), ClientSecretPost(), "
-                f"ClientSecretJWT(...) or PrivateKeyJWT(...), got {type(client_auth).__name__}"
+                "ClientSecretJWT(...), PrivateKeyJWT(...) or ClientAssertion(...), got "
+                f"{type(client_auth).__name__}"
             )
         self._client_auth = client_auth
         self._authenticator = client_auth.bind(
@@ -256,6 +281,13 @@ class ClientCredentials(Grant):
 
     def token_request(self, now: float) -> TokenRequest:
         return self._build(self._form, self._authenticator, now)
+
+    def assertion_sources(self) -> tuple[AssertionNeed, ...]:
+        """A ClientAssertion's source (SPEC A1); none for the other methods."""
+        return needs_of(self._authenticator)
+
+    def token_request_with(self, now: float, assertions: Mapping[str, str]) -> TokenRequest:
+        return self._build(self._form, self._authenticator, now, assertions)
 
     def __repr__(self) -> str:
         parts = [

@@ -46,6 +46,12 @@ tests alike::
 ``server.hold_token_responses()`` / ``wait_for_token_requests(n)`` let a test
 hold the first token response until every concurrent caller is waiting for it.
 
+For secretless credentials, :class:`LocalIssuer` plays the platform (Kubernetes,
+GitHub Actions): it signs short-lived JWTs and rotates a token file, and
+``server.trust_issuer(issuer.issuer, issuer.jwks, client_id="svc",
+subject="system:serviceaccount:ns:svc")`` makes the server accept them as
+federated client assertions and as RFC 8693 subject tokens.
+
 For the shared token store, :class:`ValkeyServer` runs a real ``valkey-server``
 on ``redis://127.0.0.1:<free port>/0`` with no persistence; it can be stopped,
 restarted on the same port, paused and resumed, and :class:`ValkeyCluster`
@@ -65,11 +71,14 @@ try:
         ASSERTION_ALGORITHMS,
         AUTH_METHODS,
         CLIENT_CREDENTIALS,
+        FEDERATED_JWT,
         JWT_BEARER,
+        TOKEN_EXCHANGE,
         LocalAuthorizationServer,
         TokenRequestRecord,
     )
     from ._ca import LocalCA
+    from ._issuer import LocalIssuer
     from ._valkey import ValkeyCluster, ValkeyCommandError, ValkeyServer, find_valkey_server
 except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError(
@@ -81,11 +90,14 @@ __all__ = [
     "ASSERTION_ALGORITHMS",
     "AUTH_METHODS",
     "CLIENT_CREDENTIALS",
+    "FEDERATED_JWT",
     "JWT_BEARER",
+    "TOKEN_EXCHANGE",
     "APIRequestRecord",
     "LocalAPI",
     "LocalAuthorizationServer",
     "LocalCA",
+    "LocalIssuer",
     "TokenRequestRecord",
     "ValkeyCluster",
     "ValkeyCommandError",

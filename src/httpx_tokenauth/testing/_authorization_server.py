@@ -19,6 +19,7 @@ are repeated here with a joserfc registry that allows them all.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import secrets
 import socket
@@ -38,9 +39,12 @@ from authlib.oauth2.rfc6749 import (
     ClientMixin,
     InvalidClientError,
     InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
     UnauthorizedClientError,
 )
-from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749.grants import BaseGrant, ClientCredentialsGrant, TokenEndpointMixin
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion, JWTBearerGrant
 from cryptography.hazmat.primitives import serialization
@@ -58,7 +62,9 @@ __all__ = [
     "ASSERTION_ALGORITHMS",
     "AUTH_METHODS",
     "CLIENT_CREDENTIALS",
+    "FEDERATED_JWT",
     "JWT_BEARER",
+    "TOKEN_EXCHANGE",
     "LocalAuthorizationServer",
     "PublicKeyInput",
     "TokenRequestRecord",
@@ -68,6 +74,17 @@ logger = logging.getLogger("httpx_tokenauth.testing")
 
 CLIENT_CREDENTIALS = "client_credentials"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#: RFC 8693 token exchange.
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+#: The client authentication method recorded for a client assertion issued by a trusted
+#: external issuer (a platform token: RFC 7521 §4.2 with a federated credential).
+FEDERATED_JWT = "federated_jwt"
+_CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: RFC 8693 §3 token type identifiers.
+_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:"
+_ACCESS_TOKEN_TYPE = _TOKEN_TYPE + "access_token"
+_JWT_TYPE = _TOKEN_TYPE + "jwt"
+_ID_TOKEN_TYPE = _TOKEN_TYPE + "id_token"
 #: The client authentication methods the server knows, in the order it tries them.
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt")
 #: The JWS algorithms accepted in client assertions (HS* for client_secret_jwt, the
@@ -141,6 +158,12 @@ class TokenRequestRecord:
     #: The subjectAltName values of the TLS client certificate, if one was presented.
     client_cert_identities: tuple[str, ...]
     access_token: str | None = field(default=None, repr=False)
+    #: The ``sub`` of a federated client assertion, or of a token exchange's subject token.
+    subject: str | None = None
+    #: The ``sub`` of a token exchange's actor token.
+    actor: str | None = None
+    #: A token exchange's ``issued_token_type``.
+    issued_token_type: str | None = None
 
 
 class _Client(ClientMixin):  # type: ignore[misc]
@@ -191,7 +214,8 @@ class _Client(ClientMixin):  # type: ignore[misc]
         )
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return endpoint == "token" and method in self.auth_methods
+        # FEDERATED_JWT is only ever returned for a client with a federated credential.
+        return endpoint == "token" and (method in self.auth_methods or method == FEDERATED_JWT)
 
     def check_response_type(self, response_type: str) -> bool:
         return False
@@ -223,7 +247,7 @@ class _OAuthServer(AuthorizationServer):  # type: ignore[misc]
 
 
 class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*AUTH_METHODS, FEDERATED_JWT]
 
 
 class _JWTBearerGrant(JWTBearerGrant):  # type: ignore[misc]
@@ -234,7 +258,7 @@ class _JWTBearerGrant(JWTBearerGrant):  # type: ignore[misc]
     are checked with authlib's client authentication, like any other grant's.
     """
 
-    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(AUTH_METHODS)
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*AUTH_METHODS, FEDERATED_JWT]
     LEEWAY = ASSERTION_LEEWAY
 
     def validate_token_request(self) -> None:
@@ -302,6 +326,8 @@ class _ClientAssertion(JWTBearerClientAssertion):  # type: ignore[misc]
         assertion = request.form.get("client_assertion")
         if assertion and _assertion_alg(assertion).startswith("HS") != self._is_secret_jwt:
             return None
+        if assertion and self._local._trusted(_unverified_claims(assertion).get("iss")):
+            return None  # an external issuer's: _FederatedAssertion's to check
         return super().__call__(query_client, request)
 
     @property
@@ -332,6 +358,159 @@ class _ClientAssertion(JWTBearerClientAssertion):  # type: ignore[misc]
         if client.keys is None:
             raise InvalidClientError(description="The client has no registered public key.")
         return client.keys
+
+
+class _FederatedAssertion:
+    """Client authentication with a JWT an external issuer signed (RFC 7521 §4.2): what
+    Entra ID calls a federated identity credential and Keycloak federated client
+    authentication. The assertion's ``iss`` is a trusted issuer, its (``iss``, ``sub``)
+    pair is federated to one client, and it is verified with the issuer's JWKS: signature,
+    ``aud``, ``exp`` and ``nbf`` (no leeway). Its ``jti`` may repeat: a platform token is
+    reused until the platform rotates it."""
+
+    def __init__(self, local: LocalAuthorizationServer) -> None:
+        self._local = local
+
+    def __call__(self, query_client: Any, request: Any) -> Any:
+        form = request.form
+        assertion = form.get("client_assertion")
+        if form.get("client_assertion_type") != _CLIENT_ASSERTION_TYPE or not assertion:
+            return None
+        issuer = _unverified_claims(assertion).get("iss")
+        trust = self._local._trusted(issuer)
+        if trust is None:
+            return None
+        claims = trust.verify(assertion, self._local, InvalidClientError)
+        client_id = self._local._federated_client(str(issuer), str(claims.get("sub")))
+        if client_id is None:
+            raise InvalidClientError(
+                description="No federated credential for this issuer and subject."
+            )
+        if form.get("client_id") not in (None, client_id):
+            raise InvalidClientError(
+                description="The assertion's subject is federated to another client."
+            )
+        client = query_client(client_id)
+        if client is None:
+            raise InvalidClientError(description="The client does not exist on this server.")
+        flask.g.subject = claims.get("sub")
+        return client
+
+
+class _InvalidTargetError(OAuth2Error):  # type: ignore[misc]
+    """RFC 8693 §2.2.2 / RFC 8707 §2: the audience or resource is not one this server serves."""
+
+    error = "invalid_target"
+
+
+class _TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
+    """RFC 8693 §2: a subject token (and optional actor token) from a trusted issuer, or one
+    this server issued, exchanged for a token for an audience this server serves.
+
+    Client authentication is optional (§2.1); when the request carries client
+    credentials they are checked like any grant's. Invalid subject or actor
+    tokens are ``invalid_request`` (§2.2.2); an audience or resource outside
+    ``exchange_targets`` is ``invalid_target``. ``requested_token_type`` may be
+    access_token (the default) or jwt (both issued as Bearer access tokens), or
+    id_token (issued with ``token_type`` N_A: not an access token).
+    """
+
+    GRANT_TYPE = TOKEN_EXCHANGE
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [*AUTH_METHODS, FEDERATED_JWT]
+
+    def validate_token_request(self) -> None:
+        local: LocalAuthorizationServer = self.server.local
+        form = flask.request.form
+        client = None
+        if _carries_client_credentials(self.request):
+            client = self.authenticate_token_endpoint_client()
+            if not client.check_grant_type(self.GRANT_TYPE):
+                raise UnauthorizedClientError(
+                    f"The client is not authorized to use 'grant_type={self.GRANT_TYPE}'"
+                )
+        elif form.get("client_id"):
+            client = local._client(str(form["client_id"]))
+            if client is None:
+                raise InvalidClientError(description="The client does not exist on this server.")
+        subject, subject_type = form.get("subject_token"), form.get("subject_token_type")
+        if not subject or not subject_type:
+            raise InvalidRequestError("Missing 'subject_token' or 'subject_token_type'.")
+        self.subject_claims = local._verify_exchanged(subject, subject_type, "subject_token")
+        actor, actor_type = form.get("actor_token"), form.get("actor_token_type")
+        if bool(actor) != bool(actor_type):
+            raise InvalidRequestError("'actor_token' and 'actor_token_type' go together.")
+        self.actor_claims = (
+            local._verify_exchanged(actor, actor_type, "actor_token")
+            if actor and actor_type
+            else None
+        )
+        requested = form.get("requested_token_type") or _ACCESS_TOKEN_TYPE
+        if requested not in (_ACCESS_TOKEN_TYPE, _JWT_TYPE, _ID_TOKEN_TYPE):
+            raise InvalidRequestError(f"Unsupported requested_token_type: {requested}")
+        self.requested_type = requested
+        targets = [*form.getlist("audience"), *form.getlist("resource")]
+        unknown = [t for t in targets if t not in local.exchange_targets]
+        if unknown:
+            raise _InvalidTargetError(description=f"Unknown audience or resource: {unknown[0]}")
+        self.audience = form.getlist("audience")[0] if form.getlist("audience") else None
+        scope = self.request.payload.scope or ""
+        if client is not None:
+            allowed = client.get_allowed_scope(scope)
+            if allowed is None:
+                raise InvalidScopeError()
+            scope = allowed
+        self.scope = scope
+        self.request.client = client
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], Any]:
+        local: LocalAuthorizationServer = self.server.local
+        body = local._exchange(
+            client=self.request.client,
+            subject=self.subject_claims,
+            actor=self.actor_claims,
+            requested_type=self.requested_type,
+            audience=self.audience,
+            scope=self.scope,
+        )
+        return 200, body, self.TOKEN_RESPONSE_HEADER
+
+
+@dataclass(frozen=True)
+class _Trust:
+    """An external issuer this server trusts: its keys and the audience its tokens name."""
+
+    issuer: str
+    keys: jwk.KeySet
+    audience: str | None
+
+    def verify(self, token: str, local: LocalAuthorizationServer, error: type[Any]) -> Any:
+        """The claims of ``token``, verified (signature, iss, aud, exp, nbf); else ``error``."""
+        audiences = [self.audience] if self.audience else local._audiences()
+        try:
+            decoded = jose_jwt.decode(token, self.keys, registry=_assertion_registry())
+            jose_jwt.JWTClaimsRegistry(
+                leeway=0,
+                iss={"essential": True, "value": self.issuer},
+                sub={"essential": True},
+                aud={"essential": True, "values": audiences},
+                exp={"essential": True},
+            ).validate(decoded.claims)
+        except JoseError as exc:
+            raise error(
+                description=f"Untrusted token from {self.issuer}: {exc.description}"
+            ) from exc
+        except ValueError:
+            raise error(description="The token is not a signed JWT.") from None
+        return decoded.claims
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    """A JWT's claims, NOT verified (to find out who claims to have issued it); {} if none."""
+    try:
+        claims = json.loads(jws.extract_compact(token.encode()).payload)
+    except Exception:
+        return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 def _assertion_alg(assertion: str) -> str:
@@ -375,7 +554,8 @@ class _HTTPServer(ThreadedWSGIServer):
 class LocalAuthorizationServer:
     """A real OAuth 2.0 authorization server (authlib) on ``https://127.0.0.1:<free port>``.
 
-    Grants: client credentials (RFC 6749 §4.4) and JWT bearer (RFC 7523 §2.1).
+    Grants: client credentials (RFC 6749 §4.4), JWT bearer (RFC 7523 §2.1) and
+    token exchange (RFC 8693).
     Client authentication: ``client_secret_basic``, ``client_secret_post``,
     ``client_secret_jwt`` (HS256, HS384, HS512) and ``private_key_jwt``.
     Assertions, for ``private_key_jwt`` and the JWT-bearer grant, may be signed
@@ -384,6 +564,16 @@ class LocalAuthorizationServer:
     registered RSA, EC or Ed25519 public key. Assertions must name the token URL
     or the issuer (the server's base URL) as ``aud``; their ``jti`` may be used
     once. The JWT-bearer assertion's ``iss`` is a registered client id.
+
+    Secretless credentials: ``trust_issuer(issuer, jwks, client_id=...,
+    subject=...)`` makes it trust JWTs an external issuer signs (a platform:
+    Kubernetes, GitHub Actions, SPIFFE; see LocalIssuer) as client assertions
+    for that client (``FEDERATED_JWT``), and as subject and actor tokens of
+    RFC 8693 token exchanges (``TOKEN_EXCHANGE``), which may ask for an
+    ``audience`` or ``resource`` in ``exchange_targets`` and a
+    ``requested_token_type`` of access_token, jwt or id_token (issued as
+    ``N_A``). Token records then carry the ``subject``, ``actor`` and
+    ``issued_token_type``.
 
     Access tokens are ES256 JWTs (``typ: at+jwt``) with ``iss``, ``sub`` (the
     client id, or the assertion's subject), ``aud`` (``audience``),
@@ -415,6 +605,11 @@ class LocalAuthorizationServer:
         self._signing_key = ec.generate_private_key(ec.SECP256R1())
         self.key_id = secrets.token_hex(8)
         self._clients: dict[str, _Client] = {}
+        self._trusts: dict[str, _Trust] = {}
+        self._federations: dict[tuple[str, str], str] = {}
+        #: The ``audience`` and ``resource`` values a token exchange may ask for
+        #: (``invalid_target`` otherwise): this server's access token audience, to begin with.
+        self.exchange_targets: set[str] = {audience}
         self._records: list[TokenRequestRecord] = []
         self._arrivals = 0
         self._seen_jtis: set[tuple[str, str]] = set()
@@ -469,6 +664,35 @@ class LocalAuthorizationServer:
         )
         with self._lock:
             self._clients[client_id] = client
+
+    def trust_issuer(
+        self,
+        issuer: str,
+        jwks: Mapping[str, Any],
+        *,
+        audience: str | None = None,
+        client_id: str | None = None,
+        subject: str | None = None,
+    ) -> None:
+        """Trust JWTs that ``issuer`` signs with a key of ``jwks`` (a JWKS: ``{"keys": [...]}``).
+
+        They are then accepted as RFC 8693 subject and actor tokens (types jwt,
+        id_token or access_token). With ``client_id``, a client assertion from
+        ``issuer`` whose ``sub`` is ``subject`` authenticates that registered
+        client (a federated credential; ``FEDERATED_JWT`` in the records), the
+        way Entra ID and Keycloak trust Kubernetes or GitHub Actions tokens.
+        Their ``aud`` must be ``audience`` (default: the token URL or the
+        issuer identifier of this server); signature, ``exp`` and ``nbf`` are
+        checked with no leeway; the ``jti`` may repeat. Calling it again for an
+        issuer replaces its keys and audience and adds the federation.
+        """
+        keys = jwk.KeySet.import_key_set(dict(jwks))  # type: ignore[arg-type]
+        with self._lock:
+            self._trusts[issuer] = _Trust(issuer, keys, audience)
+            if client_id is not None:
+                if subject is None:
+                    raise ValueError("a federated credential names the subject: pass subject=")
+                self._federations[(issuer, subject)] = client_id
 
     @property
     def token_lifetime(self) -> int:
@@ -619,8 +843,10 @@ class LocalAuthorizationServer:
         )
         oauth.register_grant(_ClientCredentialsGrant)
         oauth.register_grant(_JWTBearerGrant)
+        oauth.register_grant(_TokenExchangeGrant)
         for method in ("client_secret_jwt", "private_key_jwt"):
             oauth.register_client_auth_method(method, _ClientAssertion(method, self))
+        oauth.register_client_auth_method(FEDERATED_JWT, _FederatedAssertion(self))
 
         def token() -> flask.Response:
             return self._token_endpoint(oauth)
@@ -655,6 +881,9 @@ class LocalAuthorizationServer:
             scope=body.get("scope"),
             client_cert_identities=_client_cert_identities(flask.request.environ),
             access_token=body.get("access_token"),
+            subject=flask.g.get("subject"),
+            actor=flask.g.get("actor"),
+            issued_token_type=body.get("issued_token_type"),
         )
         with self._lock:
             self._records.append(record)
@@ -702,6 +931,76 @@ class LocalAuthorizationServer:
             self._seen_jtis.add((client_id, jti))
             return True
 
+    def _trusted(self, issuer: object) -> _Trust | None:
+        with self._lock:
+            return self._trusts.get(issuer) if isinstance(issuer, str) else None
+
+    def _federated_client(self, issuer: str, subject: str) -> str | None:
+        with self._lock:
+            return self._federations.get((issuer, subject))
+
+    def _verify_exchanged(self, token: str, token_type: str, field_name: str) -> Any:
+        """A subject or actor token's claims: a trusted issuer's JWT, or an access token this
+        server issued; ``invalid_request`` otherwise (RFC 8693 §2.2.2)."""
+        if token_type not in (_JWT_TYPE, _ID_TOKEN_TYPE, _ACCESS_TOKEN_TYPE):
+            raise InvalidRequestError(f"Unsupported {field_name}_type: {token_type}")
+        issuer = _unverified_claims(token).get("iss")
+        if issuer == self._base_url:
+            try:
+                return jwt.decode(
+                    token, self.public_key, algorithms=["ES256"], audience=self.audience
+                )
+            except jwt.InvalidTokenError as exc:
+                raise InvalidRequestError(f"Invalid {field_name}: {exc}") from None
+        trust = self._trusted(issuer)
+        if trust is None:
+            raise InvalidRequestError(f"The {field_name} is not from a trusted issuer.")
+        return trust.verify(token, self, InvalidRequestError)
+
+    def _exchange(
+        self,
+        *,
+        client: _Client | None,
+        subject: Mapping[str, Any],
+        actor: Mapping[str, Any] | None,
+        requested_type: str,
+        audience: str | None,
+        scope: str,
+    ) -> dict[str, Any]:
+        """The RFC 8693 §2.2.1 response: a token for ``subject``, acting ``actor`` if any."""
+        lifetime = self._token_lifetime
+        now = time.time()
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject["sub"],
+            "aud": audience or self.audience,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": secrets.token_urlsafe(16),
+        }
+        if client is not None:
+            claims["client_id"] = client.client_id
+            flask.g.client_id = client.client_id
+        if actor is not None:
+            claims["act"] = {"sub": actor["sub"]}
+            flask.g.actor = actor["sub"]
+        if scope:
+            claims["scope"] = scope
+        flask.g.subject = subject["sub"]
+        typ = "at+jwt" if requested_type == _ACCESS_TOKEN_TYPE else "JWT"
+        token = jwt.encode(
+            claims, self._signing_key, algorithm="ES256", headers={"typ": typ, "kid": self.key_id}
+        )
+        body: dict[str, Any] = {
+            "access_token": token,
+            "issued_token_type": requested_type,
+            "token_type": "N_A" if requested_type == _ID_TOKEN_TYPE else "Bearer",
+            "expires_in": lifetime,
+        }
+        if scope:
+            body["scope"] = scope
+        return body
+
     def _public_jwk(self) -> dict[str, Any]:
         key = _import_public_key(self.public_key, self.key_id)
         return {**key.as_dict(), "alg": "ES256", "use": "sig"}
@@ -712,7 +1011,7 @@ class LocalAuthorizationServer:
             "issuer": self.issuer,
             "token_endpoint": self.token_url,
             "jwks_uri": f"{self.issuer}/jwks",
-            "grant_types_supported": [CLIENT_CREDENTIALS, JWT_BEARER],
+            "grant_types_supported": [CLIENT_CREDENTIALS, JWT_BEARER, TOKEN_EXCHANGE],
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         }

@@ -35,9 +35,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from . import __version__
+from ._assertions import ClientAssertion, FileAssertion
 from ._auth import TokenAuth
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
-from ._errors import ConfigurationError, InsecureTransportError, TokenError
+from ._errors import AssertionSourceError, ConfigurationError, InsecureTransportError, TokenError
+from ._exchange import TOKEN_TYPES, TokenExchangeGrant, token_type_uri
 from ._jwt import RESERVED_CLAIMS, ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
 from ._keys import KeyConfigurationError, check_algorithm
 from ._providers import RESERVED_PARAMS, ClientCredentials
@@ -56,8 +58,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-GRANTS = ("client_credentials", "jwt_bearer")
-AUTH_METHODS = ("basic", "post", "client_secret_jwt", "private_key_jwt")
+GRANTS = ("client_credentials", "jwt_bearer", "token_exchange")
+AUTH_METHODS = ("basic", "post", "client_secret_jwt", "private_key_jwt", "client_assertion")
 SECRET_METHODS = frozenset({"basic", "post", "client_secret_jwt"})
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 #: Headers whose values are never printed in full.
@@ -151,8 +153,9 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--grant",
         choices=GRANTS,
-        help="client_credentials (the default) or jwt_bearer (RFC 7523: a signed "
-        f"assertion, see --issuer) {_env_help('GRANT')}",
+        help="client_credentials (the default), jwt_bearer (RFC 7523: a signed "
+        "assertion, see --issuer) or token_exchange (RFC 8693: trade a platform token, see "
+        f"--subject-token-file) {_env_help('GRANT')}",
     )
     g.add_argument(
         "--scope",
@@ -166,8 +169,9 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="VALUE",
-        help="client_credentials: an 'audience' form parameter (Auth0), may repeat; "
-        f"jwt_bearer: the assertion's aud (default: the token URL) {_env_help('AUDIENCE')}",
+        help="client_credentials and token_exchange: an 'audience' form parameter (Auth0, "
+        "RFC 8693), may repeat; jwt_bearer: the assertion's aud (default: the token URL) "
+        f"{_env_help('AUDIENCE')}",
     )
     g.add_argument(
         "--resource",
@@ -190,8 +194,9 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
         "--auth",
         choices=AUTH_METHODS,
         help="basic (client_secret_basic), post (client_secret_post), client_secret_jwt, "
-        "private_key_jwt; default: basic with a secret, private_key_jwt with only a key "
-        f"{_env_help('AUTH')}",
+        "private_key_jwt, client_assertion (a platform's JWT, see --client-assertion-file); "
+        "default: basic with a secret, private_key_jwt with only a key, client_assertion "
+        f"with only --client-assertion-file {_env_help('AUTH')}",
     )
     g.add_argument(
         "--client-secret-env",
@@ -204,6 +209,13 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="read the client secret from a file ('-': standard input); a final newline is "
         f"dropped {_env_help('CLIENT_SECRET_FILE')}",
+    )
+    g.add_argument(
+        "--client-assertion-file",
+        metavar="PATH",
+        help="authenticate with the JWT the platform keeps in this file (a Kubernetes "
+        "projected service-account token, a SPIFFE JWT-SVID), read again for each token "
+        f"request: no secret {_env_help('CLIENT_ASSERTION_FILE')}",
     )
     g.add_argument(
         "--assertion-audience",
@@ -257,6 +269,35 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
         help="a Google service account key (JSON): sets the token URL, --grant jwt_bearer, "
         "issuer and subject (client_email), key, key id, RS256 "
         f"{_env_help('SERVICE_ACCOUNT_FILE')}",
+    )
+
+    g = p.add_argument_group("token exchange (--grant token_exchange, RFC 8693)")
+    type_names = ", ".join(TOKEN_TYPES)
+    g.add_argument(
+        "--subject-token-file",
+        metavar="PATH",
+        help="the token to exchange, read from this file for each request "
+        f"{_env_help('SUBJECT_TOKEN_FILE')}",
+    )
+    g.add_argument(
+        "--subject-token-type",
+        metavar="TYPE",
+        help=f"its type: a URI or one of {type_names} {_env_help('SUBJECT_TOKEN_TYPE')}",
+    )
+    g.add_argument(
+        "--actor-token-file",
+        metavar="PATH",
+        help=f"the actor token, if any, read from this file {_env_help('ACTOR_TOKEN_FILE')}",
+    )
+    g.add_argument(
+        "--actor-token-type",
+        metavar="TYPE",
+        help=f"the actor token's type {_env_help('ACTOR_TOKEN_TYPE')}",
+    )
+    g.add_argument(
+        "--requested-token-type",
+        metavar="TYPE",
+        help=f"the type of token to ask for {_env_help('REQUESTED_TOKEN_TYPE')}",
     )
 
     g = p.add_argument_group("TLS and network")
@@ -438,6 +479,8 @@ def token_info(
     else:
         info["expires_in"] = info["expires_at"] = None
     info["scope"] = " ".join(token.scope) if token.scope else None
+    if token.issued_token_type is not None:
+        info["issued_token_type"] = token.issued_token_type
     if token.extra:
         # Names only: the values may be a refresh token or an ID token.
         info["other_fields"] = sorted(token.extra)
@@ -789,9 +832,15 @@ _PARAM_FLAGS = {
     "resource": "--resource",
     "client_id": "--client-id",
     "client_secret": _SECRET_OPTIONS,
-    "client_assertion": "--auth private_key_jwt or client_secret_jwt",
-    "client_assertion_type": "--auth private_key_jwt or client_secret_jwt",
+    "client_assertion": "--client-assertion-file, or --auth private_key_jwt or client_secret_jwt",
+    "client_assertion_type": "--client-assertion-file, or --auth private_key_jwt or "
+    "client_secret_jwt",
     "assertion": "--grant jwt_bearer",
+    "subject_token": "--subject-token-file",
+    "subject_token_type": "--subject-token-type",
+    "actor_token": "--actor-token-file",
+    "actor_token_type": "--actor-token-type",
+    "requested_token_type": "--requested-token-type",
 }
 #: The flag that sets what a claim the library computes would.
 _CLAIM_FLAGS = {
@@ -880,7 +929,7 @@ def _checked_multi(name: str, values: list[str], origin: str) -> list[str]:
 def _checked_params(params: dict[str, str]) -> dict[str, str] | None:
     """--param NAME=VALUE pairs: not one the command sets itself, not empty."""
     for name, value in params.items():
-        if name in RESERVED_PARAMS:
+        if name in RESERVED_PARAMS or name in _PARAM_FLAGS:
             raise UsageError(
                 f"--param {name}=... would set a parameter the command sets itself: use "
                 f"{_PARAM_FLAGS.get(name, 'its own option')} instead"
@@ -911,8 +960,38 @@ def _non_empty(value: str | None, origin: str, what: str) -> str | None:
     return value
 
 
-def _method(method: str | None, grant: str, key: _Key | None, explicit_secret: bool) -> str | None:
-    """The client authentication method: --auth, or what the secret or key implies."""
+def _method(
+    method: str | None,
+    grant: str,
+    key: _Key | None,
+    explicit_secret: bool,
+    assertion_file: str | None = None,
+) -> str | None:
+    """The client authentication method: --auth, or what the secret, key or assertion file
+    implies."""
+    if assertion_file is not None:
+        if method is None:
+            if explicit_secret or _has_default_secret():
+                raise UsageError(
+                    "both a client secret and --client-assertion-file are given: pass --auth "
+                    "to say which one authenticates the client"
+                )
+            if key is not None and grant != "jwt_bearer":
+                raise UsageError(
+                    "both --key-file and --client-assertion-file are given: pass --auth to say "
+                    "which one authenticates the client"
+                )
+            return "client_assertion"
+        if method != "client_assertion":
+            raise UsageError(
+                f"--client-assertion-file authenticates the client with the platform's JWT, "
+                f"and --auth {method} says otherwise: drop one of them"
+            )
+    elif method == "client_assertion":
+        raise UsageError(
+            "--auth client_assertion reads the platform's JWT from --client-assertion-file "
+            f"PATH (or {ENV_PREFIX}CLIENT_ASSERTION_FILE)"
+        )
     if method is None:
         has_secret = explicit_secret or _has_default_secret()
         if has_secret and key is not None and grant == "client_credentials":
@@ -929,7 +1008,9 @@ def _method(method: str | None, grant: str, key: _Key | None, explicit_secret: b
     return method
 
 
-def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGrant:
+def build_provider(
+    args: argparse.Namespace,
+) -> ClientCredentials | JWTBearerGrant | TokenExchangeGrant:
     """The provider that the token options (flags, then environment variables) describe.
 
     Raises UsageError for options that do not fit together or that the library
@@ -957,12 +1038,38 @@ def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGra
     extra_params = _checked_params(_pairs(args.param, "--param"))
     extra_claims = _checked_claims(_pairs(args.claim, "--claim"))
 
-    method = _method(method, grant, key, explicit_secret)
+    assertion_file, assertion_origin = _opt_from(
+        args, "client_assertion_file", "CLIENT_ASSERTION_FILE"
+    )
+    method = _method(method, grant, key, explicit_secret, assertion_file)
     secret, secret_origin = (
         _client_secret(args) if method in SECRET_METHODS else (None, "the client secret")
     )
     origins = _Origins(key=key, secret=secret_origin)
-    client_auth = _client_auth(method, key, args, origins)
+    sources: dict[str, str] = {}  # a source's name -> the option that named it
+    if method == "client_assertion" and assertion_file is not None:
+        client_auth: ClientAuth | None = _client_assertion(
+            args, _path_origin(assertion_origin, assertion_file), assertion_file, sources
+        )
+    else:
+        client_auth = _client_auth(method, key, args, origins)
+
+    if grant == "token_exchange":
+        return _token_exchange(
+            args,
+            token_url=token_url,
+            client_id=client_id,
+            method=method,
+            secret=secret,
+            client_auth=client_auth,
+            key=key,
+            scope=scope,
+            audience=audience,
+            resource=resource,
+            extra_params=extra_params,
+            extra_claims=extra_claims,
+            sources=sources,
+        )
 
     if grant == "client_credentials":
         if method is None:
@@ -1021,6 +1128,125 @@ def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGra
             client_auth=client_auth,
             allow_insecure_http=args.allow_insecure_http,
         )
+
+
+def _path_origin(origin: str, path: str) -> str:
+    """``--flag PATH`` or ``VARIABLE (PATH)``: how the user pointed at a file."""
+    return f"{origin} {path}" if origin.startswith("--") else f"{origin} ({path})"
+
+
+def _file_source(path: str, origin: str, sources: dict[str, str]) -> FileAssertion:
+    try:
+        source = FileAssertion(path)
+    except ConfigurationError as exc:
+        raise UsageError(f"{origin}: {exc}") from None
+    sources[source.name] = origin
+    return source
+
+
+@contextmanager
+def _sources_in_cli_terms(sources: Mapping[str, str]) -> Iterator[None]:
+    """A file that cannot be read or holds no token: exit 1, named by its option."""
+    try:
+        yield
+    except AssertionSourceError as exc:
+        origin = sources.get(exc.source)
+        raise CommandError(f"{origin}: {exc}" if origin else str(exc)) from None
+
+
+def _client_assertion(
+    args: argparse.Namespace, origin: str, path: str, sources: dict[str, str]
+) -> ClientAssertion:
+    """--client-assertion-file: the platform's JWT authenticates the client, read per request."""
+    if args.assertion_audience is not None:
+        raise UsageError(
+            "--assertion-audience goes with --auth client_secret_jwt or private_key_jwt: "
+            "the platform chose the audience of the token in --client-assertion-file"
+        )
+    source = _file_source(path, origin, sources)
+    with _sources_in_cli_terms(sources):
+        return ClientAssertion(source)
+
+
+def _token_exchange(
+    args: argparse.Namespace,
+    *,
+    token_url: str,
+    client_id: str | None,
+    method: str | None,
+    secret: str | None,
+    client_auth: ClientAuth | None,
+    key: _Key | None,
+    scope: list[str] | None,
+    audience: tuple[list[str], str],
+    resource: list[str],
+    extra_params: dict[str, str] | None,
+    extra_claims: dict[str, str],
+    sources: dict[str, str],
+) -> TokenExchangeGrant:
+    """--grant token_exchange: the subject (and actor) token from files, their types."""
+    if extra_claims:
+        raise UsageError("--claim is for the jwt_bearer grant's assertion")
+    if key is not None and method != "private_key_jwt":
+        raise UsageError(
+            "--key-file signs the client's assertion, which --grant token_exchange uses only "
+            "with --auth private_key_jwt: drop --key-file, or pass --auth private_key_jwt"
+        )
+    if method is not None and not client_id:
+        raise UsageError(f"--auth {method} needs --client-id (or {ENV_PREFIX}CLIENT_ID)")
+    subject_path, subject_origin = _opt_from(args, "subject_token_file", "SUBJECT_TOKEN_FILE")
+    if not subject_path:
+        raise UsageError(
+            "--grant token_exchange needs the token to exchange: --subject-token-file PATH "
+            f"(or {ENV_PREFIX}SUBJECT_TOKEN_FILE) and --subject-token-type TYPE"
+        )
+    subject_type = _token_type(args, "subject_token_type", "SUBJECT_TOKEN_TYPE", required=True)
+    subject = _file_source(subject_path, _path_origin(subject_origin, subject_path), sources)
+    actor_path, actor_origin = _opt_from(args, "actor_token_file", "ACTOR_TOKEN_FILE")
+    actor_type = _token_type(args, "actor_token_type", "ACTOR_TOKEN_TYPE", required=False)
+    if (actor_path is None) != (actor_type is None):
+        raise UsageError("--actor-token-file and --actor-token-type go together: pass both")
+    actor = (
+        None
+        if actor_path is None
+        else _file_source(actor_path, _path_origin(actor_origin, actor_path), sources)
+    )
+    requested = _token_type(args, "requested_token_type", "REQUESTED_TOKEN_TYPE", required=False)
+    with _sources_in_cli_terms(sources), _in_cli_terms(_Origins(), "the token options"):
+        return TokenExchangeGrant(
+            token_url,
+            subject_token=subject,
+            subject_token_type=subject_type or "",
+            actor_token=actor,
+            actor_token_type=actor_type,
+            requested_token_type=requested,
+            audience=_checked_multi("audience", *audience) or None,
+            resource=resource or None,
+            scope=scope,
+            extra_params=extra_params,
+            client_id=client_id,
+            client_secret=secret,
+            client_auth=client_auth,
+            allow_insecure_http=args.allow_insecure_http,
+        )
+
+
+def _token_type(args: argparse.Namespace, attr: str, env: str, *, required: bool) -> str | None:
+    value, origin = _opt_from(args, attr, env)
+    if value is None:
+        if required:
+            raise UsageError(
+                f"--grant token_exchange needs --{attr.replace('_', '-')} (or {ENV_PREFIX}{env}): "
+                f"a URI, or one of {', '.join(TOKEN_TYPES)}"
+            )
+        return None
+    try:
+        return token_type_uri(attr, value)
+    except ConfigurationError:
+        raise UsageError(
+            f"{origin} {value[:60]!r} is not a token type: give a URI such as "
+            f"urn:ietf:params:oauth:token-type:jwt, or one of {', '.join(TOKEN_TYPES)}"
+        ) from None
 
 
 def _client_auth(

@@ -6,6 +6,11 @@ account files under the names the recipe reads, with fake secrets in the
 environment variables it reads. The recipes name real vendors' token
 endpoints, so nothing is sent: the token request the block's ``provider``
 would send is built (sans-I/O) and checked against what the recipe promises.
+Platform tokens (a projected service-account token, a GitHub Actions OIDC
+token) are never fetched either: each variable ``*_FILE`` a recipe reads
+names a fake JWT file, the runner's GitHub variables are set to a fake URL,
+and the request is built with a fake token for each assertion the provider
+reads, decoded like the assertions the library signs.
 Every `httpx-tokenauth token` command of a recipe, run from the same
 directory, must build the same token request as one of its Python blocks.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import shlex
 import time
@@ -29,6 +35,7 @@ from cryptography.x509.oid import NameOID
 
 from httpx_tokenauth import TokenAuth
 from httpx_tokenauth._cli import build_provider, parser, unverified_jwt
+from httpx_tokenauth.testing import LocalIssuer
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: The vendor recipes: the pages with code (docs/ may also hold prose-only pages).
@@ -38,6 +45,16 @@ RECIPES = sorted(
 FAKE_SECRET = "fake-client-secret-for-the-docs-0123456789"
 #: Files the recipes read; keys are RSA unless the recipe signs with ES256.
 EC_KEY_FILES = {"billing-service.key.pem"}
+#: Values of the environment variables recipes read that are not secrets (the rest get
+#: FAKE_SECRET; those ending in _FILE name a fake platform token file).
+DOC_ENV = {
+    "AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000000",
+    "AZURE_CLIENT_ID": "11111111-1111-1111-1111-111111111111",
+}
+#: The platform that "issues" the fake tokens of recipe files.
+PLATFORM = LocalIssuer("https://platform.example")
+#: Fields that carry an assertion, decoded (times left out) rather than compared verbatim.
+ASSERTION_FIELDS = ("assertion", "client_assertion", "subject_token", "actor_token")
 
 
 def _blocks(text: str, language: str) -> list[str]:
@@ -80,8 +97,10 @@ def secrets_dir(tmp_path: Path) -> Path:
         .sign(rsa_key, hashes.SHA256())
     )
     for text in (DOCS / r for r in RECIPES):
-        for filename in re.findall(r"[\w.-]+\.(?:key\.pem|crt\.pem|json)", text.read_text()):
-            if filename.endswith(".key.pem"):
+        for filename in re.findall(r"[\w.-]+\.(?:key\.pem|crt\.pem|json|jwt)", text.read_text()):
+            if filename.endswith(".jwt"):
+                (tmp_path / filename).write_text(PLATFORM.mint("ci", "api://docs"))
+            elif filename.endswith(".key.pem"):
                 key = ec_key if filename in EC_KEY_FILES else rsa_key
                 (tmp_path / filename).write_bytes(pem(key))
             elif filename.endswith(".crt.pem"):
@@ -99,19 +118,30 @@ def secrets_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for name in list(os.environ):
         if name.startswith("HTTPX_TOKENAUTH_"):
             monkeypatch.delenv(name)
 
 
+def fake_platform_token(name: str) -> str:
+    """The token a recipe's source would give for the field ``name``, the same every time."""
+    return PLATFORM.mint(f"fake {name}", "api://docs", issued_at=2_000_000_000, lifetime=3600)
+
+
 def sent(provider: Any) -> dict[str, Any]:
-    """What the provider's token request carries, assertions decoded, times left out."""
-    request = provider.token_request(time.time())
+    """What the provider's token request carries, assertions decoded, times left out.
+
+    Assertions a platform issues (files, GitHub Actions OIDC) are not read: each is the same
+    fake token for its field, so the Python block and the shell command can be compared."""
+    needs = provider.assertion_sources()
+    if needs:
+        fakes = {need.name: fake_platform_token(need.name) for need in needs}
+        request = provider.token_request_with(time.time(), fakes)
+    else:
+        request = provider.token_request(time.time())
     form: list[tuple[str, Any]] = []
     for name, value in parse_qsl(request.body.decode(), keep_blank_values=True):
-        if name not in ("assertion", "client_assertion"):
+        if name not in ASSERTION_FIELDS:
             form.append((name, value))
             continue
         decoded = unverified_jwt(value)
@@ -129,10 +159,19 @@ def run_python_blocks(
     """Run each Python block of a recipe as pasted, from the directory holding its files,
     with its secrets' variables set; what each block's provider sends."""
     monkeypatch.chdir(secrets_dir)
+    monkeypatch.setenv(
+        "ACTIONS_ID_TOKEN_REQUEST_URL", "https://runner.example/token?api-version=2.0"
+    )
+    monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "fake-request-token")
     results = []
     for block in _blocks((DOCS / recipe).read_text(), "python"):
-        for name in re.findall(r'os\.environ\["(\w+)"\]', block):
-            monkeypatch.setenv(name, FAKE_SECRET)
+        for name in re.findall(r"os\.environ\[[\"'](\w+)[\"']\]", block):
+            if name.endswith("_FILE"):
+                path = secrets_dir / f"{name.lower()}.jwt"
+                path.write_text(PLATFORM.mint("workload", "api://docs"))
+                monkeypatch.setenv(name, str(path))
+            else:
+                monkeypatch.setenv(name, DOC_ENV.get(name, FAKE_SECRET))
         namespace: dict[str, Any] = {"__name__": "__main__"}
         exec(compile(block, recipe, "exec"), namespace)  # noqa: S102 - our own docs
         assert isinstance(namespace["auth"], TokenAuth)
@@ -219,6 +258,95 @@ def test_google(secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert grant["authorization"] is None
 
 
+def sources(recipe: str, secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The assertion sources of each block's provider, by field name."""
+    monkeypatch.chdir(secrets_dir)
+    found = []
+    for block in _blocks((DOCS / recipe).read_text(), "python"):
+        namespace: dict[str, Any] = {"__name__": "__main__"}
+        exec(compile(block, recipe, "exec"), namespace)  # noqa: S102 - our own docs
+        found.append({n.name: n.source for n in namespace["provider"].assertion_sources()})
+    return found
+
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+TOKEN_TYPES = "urn:ietf:params:oauth:token-type:"
+
+
+def test_entra_workload_identity(secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AKS: the client credentials grant, the projected token file as the client assertion,
+    client_id and tenant from the webhook's variables, no secret."""
+    from httpx_tokenauth import FileAssertion
+
+    (result,) = run_python_blocks("entra-workload-identity.md", secrets_dir, monkeypatch)
+    tenant, client = DOC_ENV["AZURE_TENANT_ID"], DOC_ENV["AZURE_CLIENT_ID"]
+    assert result["url"] == f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+    fields = form(result)
+    assert set(fields) == {
+        "grant_type", "scope", "client_id", "client_assertion_type", "client_assertion"
+    }  # fmt: skip
+    assert (fields["client_id"], fields["client_assertion_type"]) == (client, CLIENT_ASSERTION_TYPE)
+    assert fields["scope"] == "https://management.azure.com/.default"
+    assert result["authorization"] is None
+    (found,) = sources("entra-workload-identity.md", secrets_dir, monkeypatch)
+    assert isinstance(found["client_assertion"], FileAssertion)
+    assert found["client_assertion"].path == os.environ["AZURE_FEDERATED_TOKEN_FILE"]
+
+
+def test_github_actions_entra(secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GitHub Actions: the job's OIDC token for api://AzureADTokenExchange as the assertion."""
+    from httpx_tokenauth import GitHubActionsOIDC
+
+    (result,) = run_python_blocks("github-actions-entra.md", secrets_dir, monkeypatch)
+    fields = form(result)
+    assert fields["grant_type"] == "client_credentials"
+    assert fields["client_assertion_type"] == CLIENT_ASSERTION_TYPE
+    assert fields["client_id"] == DOC_ENV["AZURE_CLIENT_ID"]
+    (found,) = sources("github-actions-entra.md", secrets_dir, monkeypatch)
+    source = found["client_assertion"]
+    assert isinstance(source, GitHubActionsOIDC)
+    assert source.audience == "api://AzureADTokenExchange"
+
+
+def test_keycloak_federated(secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keycloak federated: client credentials with the projected token file, client_id sent."""
+    (result,) = run_python_blocks("keycloak-federated.md", secrets_dir, monkeypatch)
+    assert result["url"] == "https://sso.example.com/realms/billing/protocol/openid-connect/token"
+    fields = form(result)
+    assert set(fields) == {"grant_type", "client_id", "client_assertion_type", "client_assertion"}
+    assert fields["client_id"] == "billing-service"
+
+
+def test_google_workload_identity(secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Google STS: an RFC 8693 exchange of the file's JWT, the provider as audience, no client
+    authentication."""
+    (result,) = run_python_blocks("google-workload-identity.md", secrets_dir, monkeypatch)
+    assert result["url"] == "https://sts.googleapis.com/v1/token"
+    assert result["authorization"] is None
+    fields = form(result)
+    assert set(fields) == {
+        "grant_type", "subject_token", "subject_token_type", "requested_token_type",
+        "audience", "scope",
+    }  # fmt: skip
+    assert fields["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange"
+    assert fields["subject_token_type"] == TOKEN_TYPES + "jwt"
+    assert fields["requested_token_type"] == TOKEN_TYPES + "access_token"
+    assert fields["audience"] == (
+        "//iam.googleapis.com/projects/123456789/locations/global/"
+        "workloadIdentityPools/billing-pool/providers/billing-cluster"
+    )
+    assert fields["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+
+
+def test_spiffe(secrets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPIFFE: the JWT-SVID file as the client assertion of client credentials, with scope."""
+    (result,) = run_python_blocks("spiffe.md", secrets_dir, monkeypatch)
+    fields = form(result)
+    assert fields["client_id"] == "billing-api"
+    assert fields["client_assertion_type"] == CLIENT_ASSERTION_TYPE
+    assert fields["scope"] == "invoices:read"
+
+
 # -- the shell commands match the code ----------------------------------------------------
 
 
@@ -230,7 +358,7 @@ def test_shell_commands_send_what_the_python_code_sends(
     expected = run_python_blocks(recipe, secrets_dir, monkeypatch)
     checked = 0
     for line in _commands((DOCS / recipe).read_text()):
-        words = shlex.split(line)
+        words = [os.path.expandvars(word) for word in shlex.split(line)]  # "$AZURE_CLIENT_ID"
         if words[0] == "export":
             name, _, value = words[1].partition("=")
             monkeypatch.setenv(name, value)

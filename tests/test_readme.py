@@ -29,11 +29,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from httpx_tokenauth import TokenAuth
-from httpx_tokenauth.testing import JWT_BEARER, LocalAPI, LocalAuthorizationServer, LocalCA
+from httpx_tokenauth.testing import (
+    FEDERATED_JWT,
+    JWT_BEARER,
+    TOKEN_EXCHANGE,
+    LocalAPI,
+    LocalAuthorizationServer,
+    LocalCA,
+    LocalIssuer,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECRET = "readme-client-secret-0123456789-abcdefghij"  # 32+ bytes: HS256 works
 SERVICE_ACCOUNT = "reports@project.iam.example"
+#: The Kubernetes service account whose projected token the secretless examples read.
+POD_IDENTITY = "system:serviceaccount:billing:api"
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,11 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         server.register_client(
             SERVICE_ACCOUNT, public_keys={"sa-key-1": account_key}, scope="reports:read"
         )
+        platform = LocalIssuer("https://oidc.cluster.example")
+        server.trust_issuer(
+            platform.issuer, platform.jwks, client_id="billing-service", subject=POD_IDENTITY
+        )
+        platform.write(directory / "platform-token", POD_IDENTITY, server.token_url, lifetime=3600)
         yield Rig(server, api, directory, ca_file)
 
 
@@ -185,6 +200,19 @@ def check_private_key_jwt(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert served(rig)[-1] == ("client_credentials", "svc", "client_secret_jwt", 200)
 
 
+def check_secretless(ns: dict[str, Any], rig: Rig, out: str) -> None:
+    assert served(rig) == [("client_credentials", "billing-service", FEDERATED_JWT, 200)]
+    assert rig.server.token_requests[0].subject == POD_IDENTITY
+    assert api_calls(rig) == [("/invoices", 200)]
+
+
+def check_token_exchange(ns: dict[str, Any], rig: Rig, out: str) -> None:
+    assert served(rig) == [(TOKEN_EXCHANGE, None, None, 200)] * 2
+    assert [r.subject for r in rig.server.token_requests] == [POD_IDENTITY] * 2
+    assert out == "urn:ietf:params:oauth:token-type:access_token\n"
+    assert api_calls(rig) == [("/invoices", 200)]
+
+
 def check_scopes(ns: dict[str, Any], rig: Rig, out: str) -> None:
     form = ns["provider"].token_request(time.time()).form
     assert ("scope", "invoices:read invoices:write") in form
@@ -222,6 +250,8 @@ CHECKS: dict[str, Callable[[dict[str, Any], Rig, str], None]] = {
     "Client authentication with a secret": check_secret_methods,
     "JWT-bearer grant: a service account signs its own assertion": check_jwt_bearer,
     "private_key_jwt and client_secret_jwt": check_private_key_jwt,
+    "Secretless: the platform's token instead of a secret": check_secretless,
+    "Token exchange (RFC 8693)": check_token_exchange,
     "Scopes, audiences and resources": check_scopes,
     "httpx2": check_quickstart,
     "When the API answers 401": check_insufficient_scope,

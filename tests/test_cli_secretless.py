@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from httpx_tokenauth._cli import main
+from httpx_tokenauth._cli import build_provider, main, parser
 from httpx_tokenauth.testing import (
     FEDERATED_JWT,
     TOKEN_EXCHANGE,
@@ -71,6 +73,14 @@ def files(tmp_path: Path, ca: LocalCA, platform: LocalIssuer) -> dict[str, Path]
         "expired": tmp_path / "expired.jwt",
     }
     paths["ca"].write_bytes(ca.cert_pem)
+    paths["key"] = tmp_path / "key.pem"
+    paths["key"].write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     platform.write(paths["client"], SUBJECT, AUDIENCE)
     platform.write(paths["subject"], "user-7", AUDIENCE)
     platform.write(paths["actor"], "ops-bot", AUDIENCE)
@@ -249,6 +259,10 @@ def test_a6_unusable_token_files_are_exit_1_naming_the_option_and_never_the_cont
         (["--grant", "token_exchange", "--subject-token-file", "{subject}",
           "--subject-token-type", "jwt", "--claim", "a=b"], "--claim is for the jwt_bearer"),
         (["--grant", "token_exchange", "--subject-token-file", "{subject}",
+          "--subject-token-type", "jwt", "--key-file", "{key}"], "drop --key-file"),
+        (["--client-id", CLIENT_ID, "--client-assertion-file", "{client}", "--key-file", "{key}"],
+         "both --key-file and --client-assertion-file"),
+        (["--grant", "token_exchange", "--subject-token-file", "{subject}",
           "--subject-token-type", "jwt", "--auth", "post", "--client-secret-env", "HOME"],
          "needs --client-id"),
     ],
@@ -266,3 +280,34 @@ def test_a6_options_that_do_not_fit_together_are_exit_2(
     assert (status, out) == (2, "")
     assert message in one_line(err)
     assert server.token_request_count == 0
+
+
+def test_a6_a_token_file_path_with_a_line_ending_is_exit_2(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A6: a path variable read with its newline is refused, naming the variable."""
+    monkeypatch.setenv("HTTPX_TOKENAUTH_SUBJECT_TOKEN_FILE", f"{files['subject']}\n")
+    status, _, err = run(
+        capsys, "token", "--grant", "token_exchange", "--subject-token-type", "jwt"
+    )
+    assert status == 2
+    assert "HTTPX_TOKENAUTH_SUBJECT_TOKEN_FILE" in one_line(err)
+    assert "surrounding whitespace" in err
+
+
+def test_a1_the_jwt_bearer_grant_may_authenticate_its_client_with_a_platform_token(
+    files: dict[str, Path],
+) -> None:
+    """A1: --grant jwt_bearer signs its assertion with --key-file, and the client
+    authenticates with the file's JWT: both assertions are in the request."""
+    args = parser().parse_args(
+        [
+            "token", "--grant", "jwt_bearer", "--issuer", "svc", "--subject", "alice",
+            "--key-file", str(files["key"]), "--client-id", CLIENT_ID,
+            "--client-assertion-file", str(files["client"]),
+        ]
+    )  # fmt: skip
+    fields = dict(build_provider(args).token_request(time.time()).form)
+    assert fields["client_assertion"] == files["client"].read_text()
+    assert fields["assertion"].count(".") == 2
+    assert fields["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"

@@ -387,6 +387,7 @@ class GitHubTokenService:
     def __init__(self) -> None:
         self.issuer = LocalIssuer("https://token.actions.githubusercontent.com")
         self.status = 200
+        self.body: bytes | None = None  # an answer of 200 with this body instead
         self.requests: list[tuple[str, dict[str, list[str]], str | None]] = []
         self.issued: list[str] = []
         service = self
@@ -400,6 +401,11 @@ class GitHubTokenService:
                     self._send(401, {"message": "bad credentials"})
                 elif service.status != 200:
                     self._send(service.status, {"message": "nope"})
+                elif service.body is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(service.body)))
+                    self.end_headers()
+                    self.wfile.write(service.body)
                 else:
                     token = service.issuer.mint("repo:acme/billing:ref:refs/heads/main",
                                                 query["audience"][0])  # fmt: skip
@@ -446,6 +452,7 @@ def github(
     github_service.requests.clear()
     github_service.issued.clear()
     github_service.status = 200
+    github_service.body = None
     return github_service
 
 
@@ -532,3 +539,48 @@ def test_a6_github_actions_oidc_outside_a_job_says_what_is_missing(
     for bad in ({"audience": ""}, {"client": object()}, {"async_client": httpx.Client()}):
         with pytest.raises(ConfigurationError):
             GitHubActionsOIDC(**bad)
+
+
+async def read(env: Env, source: GitHubActionsOIDC) -> object:
+    """One read of the source the way this flavor's interpreter does it."""
+    if env.is_sync:
+        return await anyio.to_thread.run_sync(source.read, TOKEN_URL)
+    return await source.aread(TOKEN_URL)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (200, b"<html>not json</html>", "answered without a token ('value')"),
+        (200, b'{"count": 0}', "answered without a token ('value')"),
+        (200, b"x" * (300 * 1024), "more than 262144 bytes"),
+        (500, None, "answered HTTP 500"),
+    ],
+)
+async def test_a6_github_answers_that_hold_no_token_are_typed_errors(
+    env: Env, github: GitHubTokenService, status: int, body: bytes | None, message: str
+) -> None:
+    """A6: a body that is not JSON, JSON without 'value', an oversized body, a 500: each an
+    AssertionSourceError naming the GitHub source, sync and async alike."""
+    github.status, github.body = status, body
+    with pytest.raises(AssertionSourceError) as info:
+        await read(env, GitHubActionsOIDC(audience=AUDIENCE))
+    assert message in str(info.value)
+    assert info.value.source == f"GitHub Actions OIDC token for audience {AUDIENCE!r}"
+
+
+async def test_a6_an_unreachable_github_token_service_is_a_typed_error(
+    env: Env, github: GitHubTokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A6: a connection refused is an AssertionSourceError with the cause; no request token."""
+    import socket
+
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_URL", f"http://127.0.0.1:{port}/token")
+    with pytest.raises(AssertionSourceError) as info:
+        await read(env, GitHubActionsOIDC())
+    assert "ConnectError" in str(info.value)
+    assert REQUEST_TOKEN not in str(info.value)
+    assert info.value.__cause__ is not None

@@ -376,17 +376,11 @@ class FileAssertion(AssertionSource):
                 "projected service-account token, the workload identity webhook)?",
                 source=self.name,
             ) from None
-        except PermissionError:
-            raise AssertionSourceError(
-                f"{self.name} cannot be read by this process (permission denied): check "
-                "the volume's mode and the user the process runs as",
-                source=self.name,
-            ) from None
         except IsADirectoryError:
             raise AssertionSourceError(
                 f"{self.name} is a directory: name the token file in it", source=self.name
             ) from None
-        except OSError as exc:
+        except OSError as exc:  # permission denied (the volume's mode, the process's user), ...
             raise AssertionSourceError(
                 f"cannot read {self.name}: {exc.strerror or type(exc).__name__}",
                 source=self.name,
@@ -635,12 +629,21 @@ class GitHubActionsOIDC(AssertionSource):
             return self._value(response.status_code, bytes(body))
 
     async def _aget(self, client: Any, url: str, headers: Mapping[str, str]) -> str:
+        from ._transport import _wind_down  # noqa: PLC0415
+
         async with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
             body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > _MAX_GITHUB_BODY:
-                    break
+            chunks = response.aiter_bytes()
+            try:
+                async for chunk in chunks:
+                    body += chunk
+                    if len(body) > _MAX_GITHUB_BODY:
+                        # Abandoned mid-body: let httpx's inner generators end (trio warns
+                        # about each one left suspended).
+                        await _wind_down(response, chunks)
+                        break
+            finally:
+                await chunks.aclose()
             return self._value(response.status_code, bytes(body))
 
     def _value(self, status: int, body: bytes) -> str:

@@ -28,12 +28,19 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from httpx_tokenauth import TokenAuth
-from httpx_tokenauth.testing import JWT_BEARER, LocalAPI, LocalAuthorizationServer, LocalCA
+from httpx_tokenauth import RedisTokenStore, TokenAuth, generate_encryption_key
+from httpx_tokenauth.testing import (
+    JWT_BEARER,
+    LocalAPI,
+    LocalAuthorizationServer,
+    LocalCA,
+    ValkeyServer,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECRET = "readme-client-secret-0123456789-abcdefghij"  # 32+ bytes: HS256 works
 SERVICE_ACCOUNT = "reports@project.iam.example"
+CACHE_KEY = generate_encryption_key()
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class Rig:
     api: LocalAPI
     directory: Path
     ca_file: Path
+    valkey: ValkeyServer
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +99,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     with (
         LocalAuthorizationServer(ca) as server,
         LocalAPI(server, ca=ca, required_scopes={"/admin": "admin"}) as api,
+        ValkeyServer() as valkey,
     ):
         (directory / "service-account.json").write_text(
             json.dumps(
@@ -115,7 +124,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         server.register_client(
             SERVICE_ACCOUNT, public_keys={"sa-key-1": account_key}, scope="reports:read"
         )
-        yield Rig(server, api, directory, ca_file)
+        yield Rig(server, api, directory, ca_file, valkey)
 
 
 @pytest.fixture
@@ -125,6 +134,8 @@ def reader(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> Rig:
     monkeypatch.setenv("API_URL", rig.api.url)
     monkeypatch.setenv("CLIENT_SECRET", SECRET)
     monkeypatch.setenv("SSL_CERT_FILE", str(rig.ca_file))
+    monkeypatch.setenv("REDIS_URL", rig.valkey.url)
+    monkeypatch.setenv("TOKEN_CACHE_KEY", CACHE_KEY)
     monkeypatch.chdir(rig.directory)
     rig.server.reset()
     rig.api.reset()
@@ -212,6 +223,25 @@ def check_retry(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert isinstance(ns["impatient"], TokenAuth)
 
 
+def check_fleet(ns: dict[str, Any], rig: Rig, out: str) -> None:
+    store = ns["store"] if "store" in ns else ns["auth"]._store
+    try:
+        if "auth" not in ns:  # the example with your own redis-py client builds a store
+            assert isinstance(store, RedisTokenStore)
+            return
+        assert served(rig) == [
+            ("client_credentials", "billing-service", "client_secret_basic", 200)
+        ]
+        if "client" in ns:
+            assert api_calls(rig) == [("/invoices", 200)]
+        # Another process with the same credential and store: no token request.
+        other = TokenAuth(ns["auth"]._provider, store=store)
+        assert other.get_token().access_token == rig.server.issued_tokens()[0]
+        assert len(served(rig)) == 1
+    finally:
+        store.close()
+
+
 def check_testing(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert ns["server"].token_request_count == 2  # its own servers, which it asserted on
 
@@ -227,6 +257,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], Rig, str], None]] = {
     "When the API answers 401": check_insufficient_scope,
     "Your own provider": check_own_provider,
     "When things go wrong": check_retry,
+    "Many processes, one token": check_fleet,
     "Testing your own code against real servers": check_testing,
 }
 #: httpx2 needs Python 3.11+: where it cannot be installed its example cannot run.

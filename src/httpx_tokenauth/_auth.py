@@ -379,6 +379,10 @@ class TokenAuth(TokenAuthBase, httpx.Auth):
     Bearer tokens are only sent over https, to loopback hosts, or anywhere
     with ``allow_insecure_http=True`` (SPEC T3). ``clock`` returns the current
     time in seconds (``time.time`` by default).
+
+    ``store`` (a RedisTokenStore or FileTokenStore) shares tokens between
+    processes: every process with the same credential and store makes one
+    token request between them. The in-process cache stays in front of it.
     """
 
     _lib = HTTPX

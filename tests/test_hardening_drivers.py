@@ -366,3 +366,59 @@ def test_a_clock_in_milliseconds_is_refused() -> None:
     provider = ClientCredentials("https://as.example/token", client_id="c", client_secret="s")
     with pytest.raises(ConfigurationError, match="milliseconds"):
         TokenAuth(provider, clock=lambda: time.time() * 1000)
+
+
+def _grants() -> dict[str, Any]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from httpx_tokenauth import (
+        ClientSecretJWT,
+        ClientSecretPost,
+        JWTBearerGrant,
+        PrivateKeyJWT,
+    )
+
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    url = "https://as.example/token"
+    return {
+        "basic": ClientCredentials(url, client_id="c", client_secret=CLIENT_SECRET),
+        "post": ClientCredentials(
+            url, client_id="c", client_secret=CLIENT_SECRET, client_auth=ClientSecretPost()
+        ),
+        "client_secret_jwt": ClientCredentials(
+            url,
+            client_id="c",
+            client_secret=CLIENT_SECRET + "-padded-to-32-bytes",
+            client_auth=ClientSecretJWT(algorithm="HS256"),
+        ),
+        "private_key_jwt": ClientCredentials(
+            url, client_id="c", client_auth=PrivateKeyJWT(pem, algorithm="ES256")
+        ),
+        "jwt_bearer": JWTBearerGrant(url, issuer="svc", subject="user", key=pem, algorithm="ES256"),
+    }
+
+
+@pytest.mark.parametrize("grant", sorted(_grants()))
+@pytest.mark.parametrize("bad", [None, "noon", float("nan")], ids=["None", "str", "nan"])
+def test_a_clock_that_breaks_at_request_time_is_typed_for_every_grant(
+    grant: str, bad: object
+) -> None:
+    """A clock that returned a number at construction and a non-number when a token is
+    needed gives a ConfigurationError naming the clock, for every grant; never a TypeError."""
+    readings = iter([1_700_000_000.0])
+
+    def clock() -> Any:
+        return next(readings, bad)
+
+    auth = TokenAuth(_grants()[grant], clock=clock, retry=RetryPolicy.off())
+    with pytest.raises(ConfigurationError, match="clock"):
+        auth.get_token()

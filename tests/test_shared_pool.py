@@ -102,3 +102,30 @@ def test_cookies_stay_per_credential(server: KeepAliveTokenServer) -> None:
     assert "session" not in second._client().cookies
     first.close()
     second.close()
+
+
+def test_a_changed_ssl_cert_file_is_honoured_by_later_token_clients(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared TLS context follows SSL_CERT_FILE as it was when a client is made: a
+    process that points it at its CA after the first TokenAuth still gets verified TLS."""
+    from httpx_tokenauth.testing import LocalAuthorizationServer, LocalCA
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    early = TokenAuth(
+        ClientCredentials("https://as.example/token", client_id="c", client_secret="s" * 32)
+    )
+    early._client()  # made with the default trust store
+    ca = LocalCA()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    secret = "a-client-secret-of-32-bytes-or-more"
+    with LocalAuthorizationServer(ca) as server:
+        server.register_client("svc", secret=secret)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        later = TokenAuth(
+            ClientCredentials(server.token_url, client_id="svc", client_secret=secret)
+        )
+        assert later.get_token().access_token == server.issued_tokens()[0]
+        later.close()
+    early.close()

@@ -109,33 +109,41 @@ class HTTPLib:
             verify=self.ssl_context(),
         )
 
+    def _shared_key(self) -> tuple[str, str | None, str | None]:
+        # The default context honours SSL_CERT_FILE / SSL_CERT_DIR when it is made:
+        # a process that changes them gets a context (and a pool) for the new ones.
+        return (self.name, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
     def has_ssl_context(self) -> bool:
         """Whether ``ssl_context()`` is ready (else it reads the CA bundle from disk)."""
-        return self.name in _SSL_CONTEXTS
+        return self._shared_key() in _SSL_CONTEXTS
 
     def ssl_context(self) -> Any:
-        """The default TLS context (certificate verification on), made once per process."""
+        """The default TLS context (certificate verification on), made once per process
+        (and per SSL_CERT_FILE / SSL_CERT_DIR setting)."""
+        key = self._shared_key()
         with _SHARED_LOCK:
-            context = _SSL_CONTEXTS.get(self.name)
+            context = _SSL_CONTEXTS.get(key)
             if context is None:
-                context = _SSL_CONTEXTS[self.name] = self.create_ssl_context()
+                context = _SSL_CONTEXTS[key] = self.create_ssl_context()
             return context
 
     def shared_transport(self) -> Any:
         """One connection pool for every token client TokenAuth makes; closing a client
         leaves it open for the others."""
+        key = self._shared_key()
         with _SHARED_LOCK:
-            transport = _TRANSPORTS.get(self.name)
+            transport = _TRANSPORTS.get(key)
         if transport is None:
             inner = self.HTTPTransport(verify=self.ssl_context())
             with _SHARED_LOCK:
-                transport = _TRANSPORTS.setdefault(self.name, _unclosable(self, inner))
+                transport = _TRANSPORTS.setdefault(key, _unclosable(self, inner))
         return transport
 
 
 _SHARED_LOCK = threading.Lock()
-_SSL_CONTEXTS: dict[str, Any] = {}
-_TRANSPORTS: dict[str, Any] = {}
+_SSL_CONTEXTS: dict[tuple[str, str | None, str | None], Any] = {}
+_TRANSPORTS: dict[tuple[str, str | None, str | None], Any] = {}
 
 
 def _unclosable(lib: HTTPLib, inner: Any) -> Any:

@@ -8,7 +8,6 @@ is here. Adding a kind of I/O is one effect class and one branch in each.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from types import ModuleType
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ._program import CallProvider, Detach, Effect, Program, Send, Sleep, StoreCall, Wait
 from ._request import TokenRequest
+from ._store import on_asyncio
 from ._token import RawResponse
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ async def _execute_async(driver: Driver, effect: Effect[Any]) -> object:
         # waiting for this very fetch may be holding.
         return await anyio.to_thread.run_sync(effect.fetch, limiter=anyio.CapacityLimiter(1))
     if isinstance(effect, Detach):
-        if not _on_asyncio():
+        if not on_asyncio():
             return await run_async(driver, effect.program)
         # On asyncio the fetch runs as a task of its own, so that a caller's timeout
         # or cancellation cannot abort the fetch others wait for.
@@ -154,18 +154,6 @@ def _anyio() -> ModuleType:
     import anyio.to_thread  # noqa: PLC0415
 
     return anyio
-
-
-def _on_asyncio() -> bool:
-    """Whether this task runs on asyncio (else trio), without importing asyncio for it."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return False
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

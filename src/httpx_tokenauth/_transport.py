@@ -200,17 +200,8 @@ def send_sync(
     Any failure to send is a TokenTransportError: an error from the HTTP
     library, or anything else a client or transport raises.
     """
-    extra = {} if timeout is None else {"timeout": timeout}
     try:
-        with client.stream(
-            request.method,
-            request.url,
-            headers=_with_accept_encoding(request.headers),
-            content=request.body,
-            follow_redirects=False,
-            auth=None,
-            **extra,
-        ) as response:
+        with client.stream(**_stream_args(request, timeout)) as response:
             body = _Body(response, request.url, deadline_at)
             if response.is_stream_consumed:  # a transport that handed over a read response
                 body.add_decoded(response.content)
@@ -225,19 +216,27 @@ def send_sync(
     return raw
 
 
+def _stream_args(request: TokenRequest, timeout: Any = None) -> dict[str, Any]:
+    """The token request as ``client.stream(...)`` arguments: no redirects, no client auth."""
+    args: dict[str, Any] = {
+        "method": request.method,
+        "url": request.url,
+        "headers": _with_accept_encoding(request.headers),
+        "content": request.body,
+        "follow_redirects": False,
+        "auth": None,
+    }
+    if timeout is not None:
+        args["timeout"] = timeout
+    return args
+
+
 async def send_async(
     lib: HTTPLib, client: Any, request: TokenRequest, *, deadline_at: float | None = None
 ) -> RawResponse:
     """The async mirror of send_sync."""
     try:
-        async with client.stream(
-            request.method,
-            request.url,
-            headers=_with_accept_encoding(request.headers),
-            content=request.body,
-            follow_redirects=False,
-            auth=None,
-        ) as response:
+        async with client.stream(**_stream_args(request)) as response:
             body = _Body(response, request.url, deadline_at)
             if response.is_stream_consumed:
                 body.add_decoded(response.content)

@@ -129,3 +129,62 @@ def test_a_changed_ssl_cert_file_is_honoured_by_later_token_clients(
         assert later.get_token().access_token == server.issued_tokens()[0]
         later.close()
     early.close()
+
+
+class RecordingProxy:
+    """A loopback HTTP proxy that records the first line of what it is asked, then refuses."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.lines: list[str] = []
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(4)
+        self._sock.settimeout(5)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while b"\r\n" not in data:
+                chunk = conn.recv(1024)
+                if not chunk:
+                    break
+                data += chunk
+            self.lines.append(data.split(b"\r\n", 1)[0].decode())
+            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self._sock.close()
+        self._thread.join(5)
+
+
+def test_the_own_sync_client_goes_through_the_environments_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTPS_PROXY is honoured by the sync token client TokenAuth makes, as by httpx's own
+    clients (a shared pool must not silently bypass a proxy)."""
+    from httpx_tokenauth import RetryPolicy, TokenTransportError
+
+    proxy = RecordingProxy()
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    auth = TokenAuth(
+        ClientCredentials("https://as.example/token", client_id="c", client_secret="s" * 32),
+        retry=RetryPolicy.off(),
+    )
+    try:
+        with pytest.raises(TokenTransportError):
+            auth.get_token()
+    finally:
+        auth.close()
+        proxy.close()
+    assert proxy.lines == ["CONNECT as.example:443 HTTP/1.1"]

@@ -13,6 +13,7 @@ binds the same code to httpx2 through another HTTPLib record.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import threading
@@ -183,11 +184,11 @@ class TokenAuthBase:
         that channel rejects the token, pass it to ``invalidate`` and call
         ``get_token`` again.
         """
-        return self._cache.fresh(self._clock()) or run_sync(self, self._acquire(True))
+        return self._cached() or run_sync(self, self._acquire(True))
 
     async def aget_token(self) -> Token:
         """The async mirror of ``get_token``."""
-        token = self._cache.fresh(self._clock())
+        token = self._cached()
         return token if token is not None else await run_async(self, self._acquire(False))
 
     def invalidate(self, token: Token) -> None:
@@ -213,7 +214,15 @@ class TokenAuthBase:
                 "http (RFC 6750 §5.3): use https://, or TokenAuth(..., "
                 "allow_insecure_http=True) if this really is a trusted network"
             )
-        return self._cache.fresh(self._clock())
+        return self._cached()
+
+    def _cached(self) -> Token | None:
+        """The cached token if it is fresh. A clock that breaks reads as "not fresh": the
+        program's checked clock read then says what is wrong, as a ConfigurationError."""
+        try:
+            return self._cache.fresh(self._clock())
+        except Exception:
+            return None
 
     def _attach(self, request: Any, token: Token) -> bool:
         """Put the token on the request; whether its body could be sent again."""
@@ -297,13 +306,14 @@ class TokenAuthBase:
             if value is None or value > remaining:
                 value, capped = remaining, True
             phases[name] = value
+        client, timeout = self._client(), self._lib.Timeout(**phases)
         try:
-            return send_sync(
-                self._lib,
-                self._client(),
-                request,
-                timeout=self._lib.Timeout(**phases),
-                deadline_at=deadline_at,
+            return _within(
+                remaining,
+                lambda: send_sync(
+                    self._lib, client, request, timeout=timeout, deadline_at=deadline_at
+                ),
+                DeadlineExceededError(self._deadline_message(), token_url=self._source),
             )
         except TokenTransportError as exc:
             if capped and isinstance(exc.__cause__, self._lib.TimeoutException):
@@ -445,3 +455,36 @@ def _finite(value: float) -> bool:
         return math.isfinite(value)
     except OverflowError:
         return False
+
+
+def _within(seconds: float, call: Callable[[], RawResponse], late: Exception) -> RawResponse:
+    """``call()`` in a worker thread, waited for at most ``seconds``; else raise ``late``.
+
+    httpx's timeouts restart on every byte, so a server that drips its headers
+    would hold a blocking caller (and everyone waiting on its fetch) far past
+    the retry deadline. The abandoned attempt ends by its own timeouts.
+    """
+    outcome: list[RawResponse] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+    context = contextvars.copy_context()  # tracing context and the like, as in this thread
+
+    def attempt() -> None:
+        try:
+            outcome.append(context.run(call))
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=attempt, name="httpx-tokenauth token request", daemon=True).start()
+    if not done.wait(max(0.0, seconds) + _GRACE):
+        raise late
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+#: How long past the deadline a blocking token request may finish on its own (the
+#: per-phase timeouts already end at the deadline; this covers their granularity).
+_GRACE = 0.05

@@ -86,6 +86,15 @@ class TokenCache:
         entry = self._entry
         return None if entry is None else entry.token
 
+    def expiry_of(self, token: Token) -> float | None:
+        """When ``token`` expires by this cache's rules: its own expiry, else received_at
+        plus ``default_lifetime``, else None (used until a 401)."""
+        if token.expires_at is not None:
+            return token.expires_at
+        if self._default_lifetime is not None and token.received_at is not None:
+            return token.received_at + self._default_lifetime
+        return None
+
     def fresh(self, now: float) -> Token | None:
         """The token if it is fresh at ``now`` (the hot path), else None."""
         entry = self._entry

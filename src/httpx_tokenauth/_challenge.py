@@ -13,6 +13,8 @@ from functools import cache
 from types import MappingProxyType
 from typing import Protocol
 
+from ._errors import printable
+
 __all__ = [
     "BearerChallenge",
     "Challenge",
@@ -186,6 +188,8 @@ def decide_after_401(www_authenticate: Iterable[str]) -> Decision:
                 return Decision(renew=True, reason="401 with a Bearer challenge and no error")
             if error == "invalid_token":
                 return Decision(renew=True, reason="401 invalid_token")
-            return Decision(renew=False, reason=f"401 {error[:40]}: a new token would not help")
+            return Decision(
+                renew=False, reason=f"401 {printable(error, 40)}: a new token would not help"
+            )
     schemes = ", ".join(sorted({c.scheme[:20] for c in challenges}))
     return Decision(renew=False, reason=f"401 asks for {schemes}, not Bearer")

@@ -597,7 +597,8 @@ def shorten_header(name: str, value: str) -> str:
 
 
 def _short_url(url: str) -> str:
-    return url.split("?", 1)[0].split("#", 1)[0]
+    """The URL for a message: no query, no fragment, and never a user name or password."""
+    return redacted_url(url) if "@" in url else url.split("?", 1)[0].split("#", 1)[0]
 
 
 # -- building the provider from flags and environment -----------------------------------

@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Generic, Protocol, TypeVar, cast
 
 from ._cache import Need, TokenCache
 from ._errors import ConfigurationError, ProviderError, TokenError, TokenTransportError
@@ -41,7 +41,7 @@ from ._store import (
     Get,
     Lock,
     Put,
-    StoreOperation,
+    StoreOp,
     StoreUnavailable,
     TokenStore,
     Unlock,
@@ -52,6 +52,7 @@ from ._token import RawResponse, Token
 __all__ = [
     "WAIT_MARGIN",
     "Acquisition",
+    "AnyEffect",
     "CallProvider",
     "Detach",
     "Effect",
@@ -124,18 +125,18 @@ class CallProvider(Effect[object]):
     A sync provider called from async code runs in a worker thread.
     """
 
-    fetch: Callable[[], Any]
+    fetch: Callable[[], object]
     is_async: bool
 
 
 @dataclass(frozen=True, slots=True)
-class Detach(Effect[T]):
+class Detach(Effect[Token]):
     """Run ``program`` so that this caller's cancellation cannot abort it (others wait on it).
 
     On asyncio it runs as a task of its own; elsewhere, in line.
     """
 
-    program: Program[T]
+    program: Program[Token]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +147,14 @@ class StoreCall(Effect[object]):
     """
 
     store: TokenStore
-    op: StoreOperation[Any]
+    op: StoreOp
+    shielded: bool = False  # run even while the caller is being cancelled (a lease release)
 
 
-Program = Generator[Effect[Any], object, T]
+#: Every effect the program can yield; the interpreters handle each one.
+AnyEffect = Send | Sleep | Wait | CallProvider | Detach | StoreCall
+
+Program = Generator[AnyEffect, object, T]
 
 
 class _Down(enum.Enum):
@@ -161,9 +166,12 @@ class _Down(enum.Enum):
 DOWN = _Down.DOWN
 
 
-def perform(effect: Effect[T]) -> Generator[Effect[Any], object, T]:
-    """``result = yield from perform(effect)``: the one place an effect's result is typed."""
-    return cast(T, (yield effect))
+def perform(effect: Effect[T]) -> Generator[AnyEffect, object, T]:
+    """``result = yield from perform(effect)``: the one place an effect's result is typed.
+
+    The interpreter sends back what ``effect`` produces, which its class declares.
+    """
+    return cast(T, (yield cast(AnyEffect, effect)))
 
 
 # -- single flight --------------------------------------------------------------------------
@@ -211,7 +219,6 @@ class Acquisition:
         self.store = store
         self.names = names
         self.rejected: Token | None = None  # the token a 401 took out of the cache
-        self.store_outage = False  # warned about a store failure, not yet recovered
         self.cache = cache
         self.retry = retry
         self.clock = clock
@@ -308,10 +315,10 @@ class Acquisition:
                 return
             self.flight = None
         logger.warning(
-            "the token fetch in progress for %s did not finish within %.1f s of the retry "
-            "deadline; fetching again (was its event loop stopped?)",
+            "the token fetch in progress for %s did not finish within %.1f s; fetching "
+            "again (was its event loop stopped, or does its provider hang?)",
             self.source,
-            self.retry.deadline + WAIT_MARGIN,
+            self.wait_bound(),
             extra={"event": "fetch_stranded", "token_endpoint": self.source, "host": self.host},
         )
 
@@ -354,7 +361,8 @@ class Acquisition:
         store, names = self.store, self.names
         if store is None or names is None:
             return (yield from self._fetch(renewing=renewing, blocking=blocking))
-        rejected, self.rejected = self.rejected, None
+        with self.guard:
+            rejected, self.rejected = self.rejected, None
         current = self.cache.token if renewing else None
         shared = yield from self._shared(store, Get(names))
         if (
@@ -362,11 +370,18 @@ class Acquisition:
         ) is not None:
             return adopted
         fence, lease = new_fence(), self.lease_seconds()
-        until, pause = self.monotonic() + lease, POLL_FIRST
+        until: float | None = None  # from the first refusal: a holder's lease ends by then
+        pause = POLL_FIRST
         while True:
             got = yield from self._shared(store, Lock(names, fence, max(1, int(lease * 1000))))
             if got is True:
-                return (yield from self._fetch_holding(store, names, fence, renewing, blocking))
+                return (
+                    yield from self._fetch_holding(
+                        store, names, fence, renewing=renewing, blocking=blocking, rejected=rejected
+                    )
+                )
+            if until is None:
+                until = self.monotonic() + lease + POLL_MAX
             if got is DOWN or self.monotonic() >= until:
                 return (yield from self._fetch(renewing=renewing, blocking=blocking))
             if current is not None:
@@ -382,12 +397,19 @@ class Acquisition:
                 return adopted
 
     def _fetch_holding(
-        self, store: TokenStore, names: EntryNames, fence: str, renewing: bool, blocking: bool
+        self,
+        store: TokenStore,
+        names: EntryNames,
+        fence: str,
+        *,
+        renewing: bool,
+        blocking: bool,
+        rejected: Token | None,
     ) -> Program[Token]:
         """Holding the lease: look once more, fetch, share the token, release the lease."""
         current = self.cache.token if renewing else None
         shared = yield from self._shared(store, Get(names))
-        if isinstance(shared, Token) and self._usable(shared, None, current):
+        if isinstance(shared, Token) and self._usable(shared, rejected, current):
             yield from self._shared(store, Unlock(names, fence))
             return self._adopted(shared)
         try:
@@ -395,7 +417,15 @@ class Acquisition:
         except TokenError:
             yield from self._shared(store, Unlock(names, fence))  # failures are never stored
             raise
-        lifetime = NO_EXPIRY_TTL if token.expires_at is None else token.expires_at - self.now()
+        except GeneratorExit:
+            raise
+        except BaseException:
+            # Cancelled or interrupted: hand the lease back rather than make the fleet
+            # wait it out (the unlock itself is shielded from the cancellation).
+            yield from self._shared(store, Unlock(names, fence), shielded=True)
+            raise
+        expiry = self.cache.expiry_of(token)
+        lifetime = NO_EXPIRY_TTL if expiry is None else expiry - self.now()
         if lifetime > 0:
             yield from self._shared(store, Put(names, token, max(1, int(lifetime * 1000))))
         yield from self._shared(store, Unlock(names, fence))
@@ -405,7 +435,7 @@ class Acquisition:
         self,
         store: TokenStore,
         names: EntryNames,
-        shared: Token | _Down | None,
+        shared: object,
         rejected: Token | None,
         current: Token | None,
     ) -> Program[Token | None]:
@@ -421,15 +451,17 @@ class Acquisition:
         """Not expired, not the rejected one, and (when renewing) newer than ours."""
         if rejected is not None and shared.access_token == rejected.access_token:
             return False
-        if shared.expires_at is not None and shared.expires_at <= self.now():
+        expiry = self.cache.expiry_of(shared)
+        if expiry is not None and expiry <= self.now():
             return False
         if current is None:
             return True
         if shared.access_token == current.access_token:
             return False
-        if current.expires_at is None:
+        current_expiry = self.cache.expiry_of(current)
+        if current_expiry is None:
             return True
-        return shared.expires_at is None or shared.expires_at > current.expires_at
+        return expiry is None or expiry > current_expiry
 
     def _adopted(self, token: Token) -> Token:
         logger.debug(
@@ -445,13 +477,15 @@ class Acquisition:
             self.cache.defer(self.now(), self.monotonic())
         return current
 
-    def _shared(self, store: TokenStore, op: StoreOperation[T]) -> Program[T | _Down]:
+    def _shared(
+        self, store: TokenStore, op: StoreOp, *, shielded: bool = False
+    ) -> Program[Token | bool | _Down | None]:
         """One store operation; a failure is DOWN, warned about once per outage (SPEC F5)."""
         try:
-            result = op.result((yield from perform(StoreCall(store, op))))
+            result = op.result((yield from perform(StoreCall(store, op, shielded))))
         except StoreUnavailable as exc:
-            if not self.store_outage:
-                self.store_outage = True
+            if not store.outage:
+                store.outage = True
                 logger.warning(
                     "token store %r failed (%s); fetching tokens in-process until it answers again",
                     store,
@@ -459,8 +493,8 @@ class Acquisition:
                     extra={"event": "store_failed", "token_endpoint": self.source},
                 )
             return DOWN
-        if self.store_outage:
-            self.store_outage = False
+        if store.outage:
+            store.outage = False
             logger.info(
                 "token store %r answers again",
                 store,

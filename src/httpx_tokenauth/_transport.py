@@ -16,6 +16,7 @@ import importlib
 import os
 import threading
 import time
+import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -95,6 +96,15 @@ class HTTPLib:
         Cookies stay per client: nothing one credential's token endpoint sets
         reaches another's requests.
         """
+        if urllib.request.getproxies():
+            # httpx uses HTTP(S)_PROXY / NO_PROXY only for clients it builds its own
+            # transport for; with a proxy configured, keep that (the TLS context is
+            # still the shared one).
+            return self.Client(
+                timeout=self.Timeout(TIMEOUT_SECONDS),
+                follow_redirects=False,
+                verify=self.ssl_context(),
+            )
         return self.Client(
             timeout=self.Timeout(TIMEOUT_SECONDS),
             follow_redirects=False,

@@ -70,7 +70,7 @@ try:
         TokenRequestRecord,
     )
     from ._ca import LocalCA
-    from ._dpop import DPoPProofError, DPoPVerifier
+    from ._dpop import DPoPProofError, DPoPResourceServer, DPoPVerifier
     from ._valkey import ValkeyCluster, ValkeyCommandError, ValkeyServer, find_valkey_server
 except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError(
@@ -85,6 +85,7 @@ __all__ = [
     "JWT_BEARER",
     "APIRequestRecord",
     "DPoPProofError",
+    "DPoPResourceServer",
     "DPoPVerifier",
     "LocalAPI",
     "LocalAuthorizationServer",

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import httpx
 import jwt
 
 from .._dpop import normalize_htu, thumbprint
 
-__all__ = ["DPoPProofError", "DPoPVerifier"]
+__all__ = ["DPoPProofError", "DPoPResourceServer", "DPoPVerifier"]
 
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 _ALGORITHMS = frozenset(
@@ -134,3 +135,81 @@ class DPoPVerifier:
         iat = claims["iat"]
         if not isinstance(iat, int) or abs(self.clock() - iat) > self.max_age:
             raise DPoPProofError("invalid_dpop_proof", "iat is not recent")
+
+
+class DPoPResourceServer:
+    """An API that accepts only DPoP-bound JWT access tokens of one issuer (RFC 9449 §7).
+
+    ``handle`` is a request handler for ``httpx.MockTransport``: it checks the
+    access token (signature against ``jwks``, ``iss``, ``aud``, ``exp``), the
+    proof (``verifier``: signature, ``htm``, ``htu``, ``iat``, ``jti``, ``ath``,
+    nonce) and that the proof's key is the token's ``cnf.jkt``. Every answer
+    carries ``DPoP-Nonce``; rejections carry ``WWW-Authenticate: DPoP``.
+    ``statuses`` records each answer's status and error code, in order.
+    """
+
+    def __init__(
+        self,
+        *,
+        jwks: Mapping[str, Any],
+        issuer: str,
+        audience: str,
+        require_nonce: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = jwt.PyJWKSet.from_dict(dict(jwks))
+        self.issuer = issuer
+        self.audience = audience
+        self.verifier = DPoPVerifier(require_nonce=require_nonce, clock=clock)
+        self.statuses: list[tuple[int, str | None]] = []
+        self._lock = threading.Lock()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        scheme, _, access_token = (request.headers.get("authorization") or "").partition(" ")
+        try:
+            claims = self._check(request, scheme, access_token)
+        except DPoPProofError as exc:
+            with self._lock:
+                self.statuses.append((401, exc.error))
+            challenge = f'DPoP error="{exc.error}", algs="ES256 EdDSA"'
+            return httpx.Response(
+                401,
+                headers={"WWW-Authenticate": challenge, "DPoP-Nonce": self.verifier.nonce},
+                json={"error": exc.error},
+            )
+        with self._lock:
+            self.statuses.append((200, None))
+        return httpx.Response(
+            200, headers={"DPoP-Nonce": self.verifier.nonce}, json={"sub": claims.get("sub")}
+        )
+
+    def _check(self, request: httpx.Request, scheme: str, access_token: str) -> dict[str, Any]:
+        if scheme != "DPoP" or not access_token:
+            raise DPoPProofError("invalid_token", "a DPoP-bound token is required")
+        claims = self._token_claims(access_token)
+        jkt = (claims.get("cnf") or {}).get("jkt")
+        if not isinstance(jkt, str):
+            raise DPoPProofError("invalid_token", "the token is not DPoP-bound")
+        self.verifier.verify(
+            request.headers.get("dpop"),
+            method=request.method,
+            url=str(request.url),
+            access_token=access_token,
+            jkt=jkt,
+        )
+        return claims
+
+    def _token_claims(self, access_token: str) -> dict[str, Any]:
+        try:
+            kid = jwt.get_unverified_header(access_token).get("kid")
+            key = next(k for k in self.keys.keys if kid is None or k.key_id == kid)
+            claims: dict[str, Any] = jwt.decode(
+                access_token,
+                key.key,
+                algorithms=[key.algorithm_name],
+                audience=self.audience,
+                issuer=self.issuer,
+            )
+        except (jwt.PyJWTError, StopIteration) as exc:
+            raise DPoPProofError("invalid_token", f"access token: {exc}") from None
+        return claims

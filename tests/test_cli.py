@@ -21,7 +21,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from httpx_tokenauth import Token
 from httpx_tokenauth._cli import (
@@ -32,7 +32,18 @@ from httpx_tokenauth._cli import (
     token_info,
     unverified_jwt,
 )
-from httpx_tokenauth.testing import JWT_BEARER, LocalAPI, LocalAuthorizationServer, LocalCA
+from httpx_tokenauth._dpop import public_jwk, thumbprint
+from httpx_tokenauth.testing import (
+    JWT_BEARER,
+    DPoPResourceServer,
+    LocalAPI,
+    LocalAuthorizationServer,
+    LocalCA,
+)
+from oidc_provider import AUDIENCE as OIDC_AUDIENCE
+from oidc_provider import CLIENT_ID as OIDC_CLIENT_ID
+from oidc_provider import CLIENT_SECRET as OIDC_CLIENT_SECRET
+from oidc_provider import oidc_provider, serve
 
 CLIENT_ID = "cli-client"
 SECRET = "cli-secret-Zq8+/=:%-0123456789-abcdefghij"  # 32+ bytes: client_secret_jwt works
@@ -1116,3 +1127,163 @@ def test_algorithm_comes_from_the_key_file(
         provider = build_provider(parser().parse_args(["token", "--key-file", path]))
         assertion = dict(provider.token_request(1_700_000_000.0).form)["client_assertion"]
         assert jwt.get_unverified_header(assertion)["alg"] == expected
+
+
+# -- DPoP (SPEC D1-D3): --dpop and --dpop-key-file against oidc-provider -------------------
+
+ED_KEY = _pem(ed25519.Ed25519PrivateKey.generate())
+
+
+@pytest.fixture(scope="module")
+def oidc() -> Iterator[dict[str, Any]]:
+    """panva's oidc-provider (DPoP with nonces required) on 127.0.0.1, for the DPoP flags."""
+    with oidc_provider() as server:
+        yield server
+
+
+@pytest.fixture
+def dpop_env(
+    monkeypatch: pytest.MonkeyPatch, oidc: dict[str, Any], tmp_path: Path
+) -> dict[str, Any]:
+    """The environment pointed at oidc-provider, and a DPoP key file (Ed25519)."""
+    monkeypatch.setenv("HTTPX_TOKENAUTH_TOKEN_URL", oidc["token_url"])
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_ID", OIDC_CLIENT_ID)
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_SECRET", OIDC_CLIENT_SECRET)
+    key_file = tmp_path / "dpop.pem"
+    key_file.write_bytes(ED_KEY)
+    jkt = thumbprint(public_jwk(serialization.load_pem_private_key(ED_KEY, None)))  # type: ignore[arg-type]
+    return {**oidc, "key_file": str(key_file), "jkt": jkt}
+
+
+def _cnf_jkt(access_token: str) -> str:
+    return str(jwt.decode(access_token, options={"verify_signature": False})["cnf"]["jkt"])
+
+
+def test_d1_token_json_with_dpop_key_file_shows_the_type_and_the_key_thumbprint(
+    capsys: pytest.CaptureFixture[str], dpop_env: dict[str, Any]
+) -> None:
+    """token --dpop-key-file --json: token_type DPoP and dpop_jkt, the key the token is bound to."""
+    status, out, err = run(capsys, "token", "--dpop-key-file", dpop_env["key_file"], "--json")
+    assert (status, err) == (0, "")
+    info = json.loads(out)
+    assert info["token_type"] == "DPoP"
+    assert info["dpop_jkt"] == dpop_env["jkt"]
+    assert info["dpop_algorithm"] == "EdDSA"
+    assert info["unverified_claims"]["cnf"] == {"jkt": dpop_env["jkt"]}
+    assert "access_token" not in info
+    assert ED_KEY.splitlines()[1].decode() not in out
+
+
+def test_d1_token_with_dpop_prints_the_token_and_says_its_key_is_gone(
+    capsys: pytest.CaptureFixture[str], dpop_env: dict[str, Any]
+) -> None:
+    """token --dpop: the token alone on stdout; stderr names its type, jkt and the lost key."""
+    status, out, err = run(capsys, "token", "--dpop")
+    assert status == 0
+    access_token = out.removesuffix("\n")
+    assert "\n" not in access_token
+    jkt = _cnf_jkt(access_token)
+    assert jkt != dpop_env["jkt"]  # a key generated for this run
+    assert err == (
+        f"httpx-tokenauth: token_type DPoP, bound to the key with thumbprint (jkt) {jkt}; "
+        "the key was generated for this run and is gone: pass --dpop-key-file PATH to keep "
+        "using the token\n"
+    )
+
+
+def test_d1_d2_request_with_dpop_is_accepted_by_an_api_that_verifies_every_proof(
+    capsys: pytest.CaptureFixture[str], dpop_env: dict[str, Any]
+) -> None:
+    """request --dpop-key-file: the API's nonce demand is answered once; proof key = cnf.jkt."""
+    api = DPoPResourceServer(
+        jwks=dpop_env["jwks"], issuer=dpop_env["issuer"], audience=OIDC_AUDIENCE
+    )
+    with serve(api.handle) as base:
+        status, out, err = run(
+            capsys,
+            "request",
+            "POST",
+            f"{base}/things?page=2",
+            "--json-body",
+            '{"n": 1}',
+            "--dpop-key-file",
+            dpop_env["key_file"],
+            "-v",
+        )
+    assert status == 0, err
+    assert out.startswith("HTTP/1.0 200 OK\n") or out.startswith("HTTP/1.1 200 OK\n")
+    assert out.endswith('{"sub":"svc-dpop"}\n')
+    assert api.statuses == [(401, "use_dpop_nonce"), (200, None)]
+    assert len(api.verifier.proofs) == 1  # the first proof carried no nonce: refused
+    h2, c2 = api.verifier.proofs[0]
+    assert thumbprint(h2["jwk"]) == dpop_env["jkt"]
+    assert (c2["htm"], c2["htu"]) == ("POST", f"{base}/things")
+    # -v shows both attempts with the token and the proof shortened.
+    assert err.count("> Authorization: DPoP ") == 2
+    assert err.count("... (proof, shortened)") == 2
+    proof_lines = [ln for ln in err.splitlines() if ln.startswith("> DPoP: ")]
+    assert all(len(ln) < 40 for ln in proof_lines)
+
+
+def test_d1_dpop_refusals_name_the_command_line_options(
+    capsys: pytest.CaptureFixture[str], dpop_env: dict[str, Any], tmp_path: Path
+) -> None:
+    """Bad DPoP key files are exit 2 naming --dpop-key-file (or its variable); one line each."""
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pw-0123456789"),
+        )
+    )
+    oct_jwk = tmp_path / "oct.json"
+    oct_jwk.write_text(json.dumps({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"not a key")
+    cases = [
+        (["--dpop-key-file", str(encrypted)], f"--dpop-key-file {encrypted}: the key is encrypted"),
+        (["--dpop-key-file", str(oct_jwk)], f"--dpop-key-file {oct_jwk}: "),
+        (["--dpop-key-file", str(garbage)], f"--dpop-key-file {garbage}: "),
+    ]
+    for flags, start in cases:
+        status, out, err = run(capsys, "token", *flags)
+        assert (status, out) == (2, ""), err
+        assert_one_line_error(err)
+        assert err.startswith(f"httpx-tokenauth: error: {start}"), err
+    status, _, err = run(capsys, "token", "--dpop-key-file", str(tmp_path / "missing.pem"))
+    assert status == 1
+    assert_one_line_error(err)
+    assert "cannot read DPoP key file" in err
+
+
+def test_d1_dpop_key_file_from_the_environment_is_named_by_its_variable(
+    capsys: pytest.CaptureFixture[str],
+    dpop_env: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """HTTPX_TOKENAUTH_DPOP_KEY_FILE turns DPoP on; a bad file there is named by the variable."""
+    monkeypatch.setenv("HTTPX_TOKENAUTH_DPOP_KEY_FILE", dpop_env["key_file"])
+    status, out, _ = run(capsys, "token")
+    assert status == 0
+    assert _cnf_jkt(out.strip()) == dpop_env["jkt"]
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"not a key")
+    monkeypatch.setenv("HTTPX_TOKENAUTH_DPOP_KEY_FILE", str(garbage))
+    status, _, err = run(capsys, "token")
+    assert status == 2
+    assert err.startswith(f"httpx-tokenauth: error: HTTPX_TOKENAUTH_DPOP_KEY_FILE ({garbage}): ")
+
+
+def test_d1_dpop_against_a_server_that_ignores_it_is_exit_1_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path]
+) -> None:
+    """authlib's server issues Bearer tokens: --dpop refuses them, and says to drop --dpop."""
+    status, out, err = run(capsys, "token", "--dpop", "--client-secret-file", str(files["secret"]))
+    assert (status, out) == (1, "")
+    assert_one_line_error(err)
+    assert err.startswith("httpx-tokenauth: error: --dpop: the authorization server ignored")
+    assert "drop --dpop to use a bearer token" in err
+    assert "allow_bearer" not in err
+    assert_no_secrets(err)

@@ -242,6 +242,19 @@ def check_fleet(ns: dict[str, Any], rig: Rig, out: str) -> None:
         store.close()
 
 
+def check_dpop(ns: dict[str, Any], rig: Rig, out: str) -> None:
+    assert out == "{'bound': True} DPoP t1\n"
+    # Token endpoint: one proof refused for want of the nonce, then one accepted with it.
+    ((_, token_claims),) = ns["token_proofs"].proofs
+    assert token_claims["nonce"] == ns["token_proofs"].nonce
+    assert "ath" not in token_claims
+    ((header, api_claims),) = ns["api_proofs"].proofs
+    assert (api_claims["htm"], api_claims["htu"]) == ("GET", "https://api.example/invoices")
+    assert "ath" in api_claims
+    assert header["jwk"] == ns["bound_to"]["t1"]
+    assert not served(rig)  # the example uses its own servers, not the rig's
+
+
 def check_testing(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert ns["server"].token_request_count == 2  # its own servers, which it asserted on
 
@@ -258,6 +271,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], Rig, str], None]] = {
     "Your own provider": check_own_provider,
     "When things go wrong": check_retry,
     "Many processes, one token": check_fleet,
+    "DPoP: tokens bound to a key": check_dpop,
     "Testing your own code against real servers": check_testing,
 }
 #: httpx2 needs Python 3.11+: where it cannot be installed its example cannot run.

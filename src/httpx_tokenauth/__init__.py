@@ -16,6 +16,7 @@ from __future__ import annotations
 from ._auth import TokenAuth
 from ._challenge import BearerChallenge, bearer_challenge
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
+from ._dpop import DPoP, DPoPNonceError, DPoPNotBoundError
 from ._errors import (
     AssertionSigningError,
     ConfigurationError,
@@ -56,6 +57,9 @@ __all__ = [
     "ClientSecretJWT",
     "ClientSecretPost",
     "ConfigurationError",
+    "DPoP",
+    "DPoPNonceError",
+    "DPoPNotBoundError",
     "FileTokenStore",
     "InsecureTransportError",
     "InvalidClientError",

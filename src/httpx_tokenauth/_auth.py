@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._cache import TokenCache
-from ._challenge import decide_after_401
+from ._challenge import decide_after_401, dpop_nonce_demanded
+from ._dpop import DPoP, Prover, nonce_demand_error, normalize_htu
 from ._errors import ConfigurationError, InsecureTransportError, TokenError, TokenTransportError
 from ._interpret import run_async, run_sync
 from ._program import Acquisition, Program, reset_after_fork
@@ -80,6 +81,7 @@ class TokenAuthBase:
         cooldown: float = 5.0,
         clock: Callable[[], float] = time.time,
         store: TokenStore | None = None,
+        dpop: DPoP | None = None,
     ) -> None:
         if isinstance(provider, type):
             raise ConfigurationError(
@@ -113,6 +115,7 @@ class TokenAuthBase:
             raise ConfigurationError(
                 f"retry must be a RetryPolicy(...) or None, got {type(retry).__name__}"
             )
+        self._dpop: Prover | None = _prover(dpop, provider)
         self._provider = provider
         self._cache = TokenCache(
             leeway=leeway, default_lifetime=default_lifetime, cooldown=cooldown
@@ -140,7 +143,10 @@ class TokenAuthBase:
             host=host,
             lib_name=lib,
             store=store,
-            names=None if store is None else store.entry_names(_identity(provider, store)),
+            names=None
+            if store is None
+            else store.entry_names(_identity(provider, store, self._dpop)),
+            dpop=self._dpop,
         )
         reset_after_fork(self)
 
@@ -148,6 +154,11 @@ class TokenAuthBase:
     # The hot path: a fresh cached token is a read and a header; no program runs.
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any]:
+        if self._dpop is not None:
+            flow, value = self._dpop_flow(request, self._dpop, True), None
+            while (step := _next(flow, value)) is not None:
+                value = run_sync(self, step.program) if isinstance(step, _Run) else (yield step)
+            return
         token = self._fresh_for(request) or run_sync(self, self._acquire(True))
         can_replay = self._attach(request, token)
         response = yield request
@@ -158,6 +169,14 @@ class TokenAuthBase:
                 yield request
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
+        if self._dpop is not None:
+            flow, value = self._dpop_flow(request, self._dpop, False), None
+            while (step := _next(flow, value)) is not None:
+                if isinstance(step, _Run):
+                    value = await run_async(self, step.program)
+                else:
+                    value = yield step
+            return
         token = self._fresh_for(request)
         if token is None:
             token = await run_async(self, self._acquire(False))
@@ -250,6 +269,64 @@ class TokenAuthBase:
             return None  # the body cannot be resent: the caller gets the 401 (renewal failed too)
         return renewed if can_replay else None
 
+    # -- DPoP (SPEC D1, D2): a proof on every request, the nonce and renewal replays -----
+
+    def _dpop_flow(self, request: Any, dpop: Prover, blocking: bool) -> Generator[Any, Any, None]:
+        """One API request with DPoP, for both drivers: yields the request to send (and
+        gets the response) or a ``_Run`` of a program (and gets its result).
+
+        A 401 ``DPoP error="use_dpop_nonce"`` replays once with the nonce and the same
+        token; a 401 that calls for a new token renews and replays once (SPEC U6); a
+        second nonce demand is a DPoPNonceError.
+        """
+        token = self._fresh_for(request)
+        if token is None:
+            token = yield _Run(self._acquire(blocking))
+        can_replay = self._attach_dpop(request, token, dpop)
+        response = yield request
+        nonce_replayed = renewed = False
+        while True:
+            learned = dpop.learn(str(response.request.url), response.headers.get("dpop-nonce"))
+            if response.status_code != 401:
+                return
+            sent = response.request.headers.get("Authorization") == token.authorization
+            challenges = response.headers.get_list("www-authenticate")
+            if sent and token.token_type == "DPoP" and dpop_nonce_demanded(challenges):
+                if nonce_replayed or not (learned or dpop.nonce_for(str(request.url))):
+                    origin = normalize_htu(str(response.request.url))[0]
+                    raise nonce_demand_error(origin, 401, had_nonce=nonce_replayed)
+                if not can_replay:
+                    logger.warning(
+                        "%s %s asks for a DPoP nonce, but the request body is a stream that "
+                        "cannot be sent twice, so the 401 is returned to the caller",
+                        request.method,
+                        redacted_url(str(request.url)),
+                        extra={"event": "replay_refused", "reason": "body cannot be resent"},
+                    )
+                    return
+                nonce_replayed = True
+            elif renewed:
+                return
+            else:
+                renewed = True
+                again = yield _Run(self._after_401(request, response, token, can_replay, blocking))
+                if again is None:
+                    return
+                token = again
+            self._attach_dpop(request, token, dpop)
+            response = yield request
+
+    def _attach_dpop(self, request: Any, token: Token, dpop: Prover) -> bool:
+        """The token and a fresh proof bound to it (``ath``); a Bearer token goes alone."""
+        request.headers["Authorization"] = token.authorization
+        if token.token_type == "DPoP":
+            request.headers["DPoP"] = dpop.proof(
+                request.method, str(request.url), self._clock(), access_token=token.access_token
+            )
+        elif "DPoP" in request.headers:
+            del request.headers["DPoP"]
+        return replayable(self._lib, request)
+
     def _renews(self, request: Any, response: Any, token: Token, can_replay: bool) -> bool:
         """Whether this 401 is about our token and calls for a new one (and drop it if so)."""
         if response.request.headers.get("Authorization") != token.authorization:
@@ -261,7 +338,9 @@ class TokenAuthBase:
                 extra={"event": "replay_refused", "reason": "token not sent to that origin"},
             )
             return False
-        decision = decide_after_401(response.headers.get_list("www-authenticate"))
+        decision = decide_after_401(
+            response.headers.get_list("www-authenticate"), dpop=self._dpop is not None
+        )
         if not decision.renew:
             logger.debug(
                 "not replaying %s %s: %s",
@@ -367,7 +446,8 @@ class TokenAuthBase:
 
     def __repr__(self) -> str:
         store = "" if self._store is None else f", store={self._store!r}"
-        return f"TokenAuth({self._provider!r}, leeway={self._leeway!r}{store})"
+        dpop = "" if self._dpop is None else f", dpop={self._dpop!r}"
+        return f"TokenAuth({self._provider!r}, leeway={self._leeway!r}{store}{dpop})"
 
 
 class TokenAuth(TokenAuthBase, httpx.Auth):
@@ -410,7 +490,38 @@ def _anyio() -> ModuleType:
     return anyio
 
 
-def _identity(provider: Provider, store: object) -> tuple[str, ...]:
+class _Run:
+    """A step of the DPoP flow: run this program and send back its result."""
+
+    __slots__ = ("program",)
+
+    def __init__(self, program: Program[Any]) -> None:
+        self.program = program
+
+
+def _next(flow: Generator[Any, Any, None], value: Any) -> Any:
+    """The flow's next step, or None once it is done."""
+    try:
+        return flow.send(value)
+    except StopIteration:
+        return None
+
+
+def _prover(dpop: object, provider: Provider) -> Prover | None:
+    """SPEC D1: the DPoP prover of this TokenAuth (its key generated now, if none was given)."""
+    if dpop is None:
+        return None
+    if not isinstance(dpop, DPoP):
+        raise ConfigurationError(f"dpop must be DPoP(...) or None, got {type(dpop).__name__}")
+    if not isinstance(provider, Grant):
+        raise ConfigurationError(
+            "dpop= needs a grant (ClientCredentials or JWTBearerGrant), whose token requests "
+            f"TokenAuth sends with a proof; {type(provider).__name__} fetches its own tokens"
+        )
+    return dpop.bind()
+
+
+def _identity(provider: Provider, store: object, dpop: Prover | None = None) -> tuple[str, ...]:
     """What shapes the provider's tokens, for the shared store's entry name (SPEC F1)."""
     if not isinstance(store, TokenStore):
         raise ConfigurationError(
@@ -425,7 +536,8 @@ def _identity(provider: Provider, store: object) -> tuple[str, ...]:
             "give it a cache_identity() method returning a non-empty tuple of strings that "
             "differs whenever the tokens would (token URL, client, scope, audience, ...)"
         )
-    return value
+    # SPEC D3: a DPoP token is bound to its key, so processes share it only with that key.
+    return value if dpop is None else (*value, f"dpop_jkt={dpop.jkt}")
 
 
 def _check_clock(clock: object) -> None:

@@ -37,9 +37,10 @@ import httpx
 from . import __version__
 from ._auth import TokenAuth
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
+from ._dpop import DPoP, DPoPNotBoundError, generate_key, public_jwk, thumbprint
 from ._errors import ConfigurationError, InsecureTransportError, TokenError
 from ._jwt import RESERVED_CLAIMS, ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
-from ._keys import KeyConfigurationError, check_algorithm
+from ._keys import KeyConfigurationError, check_algorithm, load_signing_key
 from ._providers import RESERVED_PARAMS, ClientCredentials
 from ._request import normalize_multi, normalize_scope
 from ._retry import RetryPolicy
@@ -61,7 +62,7 @@ AUTH_METHODS = ("basic", "post", "client_secret_jwt", "private_key_jwt")
 SECRET_METHODS = frozenset({"basic", "post", "client_secret_jwt"})
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 #: Headers whose values are never printed in full.
-SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "dpop"})
 
 
 class UsageError(Exception):
@@ -111,6 +112,7 @@ examples:
   curl -H "Authorization: Bearer $({PROG} token --scope invoices:read)" https://api.example/
   {PROG} token --json    # type, expiry, scope, unverified JWT claims
   {PROG} token --client-id svc --auth private_key_jwt --key-file svc.pem --key-id k1
+  {PROG} token --dpop-key-file dpop.pem --json   # a DPoP-bound token: type, key thumbprint
 
 Client authentication, unless --auth says otherwise: client_secret_basic when a
 secret is given, private_key_jwt when only --key-file is. Secrets are read
@@ -125,6 +127,7 @@ _REQUEST_EPILOG = f"""\
 examples:
   {PROG} request GET https://api.example/invoices
   {PROG} request POST https://api.example/invoices --json-body '{{"amount": 10}}' -v
+  {PROG} request GET https://api.example/invoices --dpop   # DPoP (RFC 9449)
 
 The status line and headers the API sent go to stdout, then the body. With -v,
 every request sent (the 401 replay included) goes to stderr, with the token
@@ -257,6 +260,22 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
         help="a Google service account key (JSON): sets the token URL, --grant jwt_bearer, "
         "issuer and subject (client_email), key, key id, RS256 "
         f"{_env_help('SERVICE_ACCOUNT_FILE')}",
+    )
+
+    g = p.add_argument_group("DPoP (RFC 9449): tokens bound to a key")
+    g.add_argument(
+        "--dpop",
+        action="store_true",
+        help="prove possession of a key: a DPoP proof on the token request (and, for "
+        "'request', on the API request); the token is bound to the key and sent as "
+        "'Authorization: DPoP'. Without --dpop-key-file the key is generated for this run "
+        "and forgotten when it ends (so a printed token is for inspection only)",
+    )
+    g.add_argument(
+        "--dpop-key-file",
+        metavar="PATH",
+        help="the DPoP private key, unencrypted: PEM, DER or a JWK (JSON), EC, Ed25519 or "
+        f"RSA; the algorithm comes from the key; implies --dpop {_env_help('DPOP_KEY_FILE')}",
     )
 
     g = p.add_argument_group("TLS and network")
@@ -416,14 +435,90 @@ def _token_command(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.show_token and not args.json:
         raise UsageError("--show-token goes with --json (without --json only the token is printed)")
     provider = build_provider(args)
+    dpop = build_dpop(args)
     with _clients(args) as (token_client, _):
-        auth = TokenAuth(provider, token_client=token_client, retry=_retry(args))
-        token = auth.get_token()
+        auth = TokenAuth(
+            provider,
+            token_client=token_client,
+            retry=_retry(args),
+            dpop=dpop.dpop if dpop else None,
+        )
+        with _dpop_errors(args):
+            token = auth.get_token()
     if not args.json:
         stdout.write(token.access_token + "\n")
+        if dpop is not None:
+            note = (
+                ""
+                if dpop.from_file
+                else "; the key was generated for this run and is gone: pass --dpop-key-file "
+                "PATH to keep using the token"
+            )
+            sys.stderr.write(
+                f"{PROG}: token_type {token.token_type}, bound to the key with thumbprint "
+                f"(jkt) {dpop.jkt}{note}\n"
+            )
         return EXIT_OK
-    stdout.write(json.dumps(token_info(token, show_token=args.show_token), indent=2) + "\n")
+    info = token_info(token, show_token=args.show_token)
+    if dpop is not None:
+        info["dpop_jkt"] = dpop.jkt
+        info["dpop_algorithm"] = dpop.dpop.algorithm
+    stdout.write(json.dumps(info, indent=2) + "\n")
     return EXIT_OK
+
+
+@dataclass(frozen=True)
+class _DPoPKey:
+    """The DPoP configuration of a command and its key's RFC 7638 thumbprint."""
+
+    dpop: DPoP
+    jkt: str
+    from_file: bool
+
+
+def build_dpop(args: argparse.Namespace) -> _DPoPKey | None:
+    """DPoP(...) from --dpop / --dpop-key-file, or None; refusals name the option."""
+    path, path_origin = _opt_from(args, "dpop_key_file", "DPOP_KEY_FILE")
+    if path is None:
+        if not args.dpop:
+            return None
+        key: Any = generate_key("ES256")
+        return _DPoPKey(DPoP(key, algorithm="ES256"), thumbprint(public_jwk(key)), False)
+    origin = (
+        f"--dpop-key-file {path}" if path_origin.startswith("--") else f"{path_origin} ({path})"
+    )
+    raw = _read_file(path, "DPoP key file")
+    data: bytes | str = raw.decode("utf-8", "replace") if raw.lstrip().startswith(b"{") else raw
+    try:
+        key, algorithm, _ = load_signing_key(data, algorithm=None, password=None)
+        dpop = DPoP(key, algorithm=algorithm)
+    except KeyConfigurationError as exc:
+        if exc.reason == "password_needed":
+            raise UsageError(
+                f"{origin}: the key is encrypted: a DPoP key file is read without a password; "
+                "store the key unencrypted, readable only by you (chmod 600)"
+            ) from None
+        raise UsageError(
+            f"{origin}: {exc.problem}: the file must hold an unencrypted EC (P-256, P-384, "
+            "P-521), Ed25519 or RSA private key as PEM, DER or a private JWK (JSON)"
+        ) from None
+    except ConfigurationError as exc:
+        raise UsageError(f"{origin}: {exc}") from None
+    return _DPoPKey(dpop, thumbprint(public_jwk(key)), True)
+
+
+@contextmanager
+def _dpop_errors(args: argparse.Namespace) -> Iterator[None]:
+    """A token the server did not bind, in the command line's terms."""
+    try:
+        yield
+    except DPoPNotBoundError:
+        flag = "--dpop-key-file" if _opt(args, "dpop_key_file", "DPOP_KEY_FILE") else "--dpop"
+        raise CommandError(
+            f"{flag}: the authorization server ignored the DPoP proof and issued a token that "
+            "is not bound to the key (token_type Bearer); refusing it. Enable DPoP for this "
+            f"client on the server, or drop {flag} to use a bearer token"
+        ) from None
 
 
 def token_info(
@@ -508,6 +603,7 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
             f"the URL must start with https:// (or http:// to loopback), got {args.url[:60]!r}"
         )
     provider = build_provider(args)
+    dpop = build_dpop(args)
     hooks: dict[str, list[Any]] = {"request": [], "response": []}
     if args.verbose:
         hooks["request"].append(lambda request: _show_request(request, stderr))
@@ -518,10 +614,14 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
             token_client=token_client,
             retry=_retry(args),
             allow_insecure_http=args.allow_insecure_http,
+            dpop=dpop.dpop if dpop else None,
         )
-        with httpx.Client(
-            auth=auth, verify=verify, timeout=args.timeout, event_hooks=hooks
-        ) as client:
+        with (
+            _dpop_errors(args),
+            httpx.Client(
+                auth=auth, verify=verify, timeout=args.timeout, event_hooks=hooks
+            ) as client,
+        ):
             try:
                 response = client.request(
                     args.method.upper(), args.url, headers=headers, content=content
@@ -590,6 +690,8 @@ def shorten_header(name: str, value: str) -> str:
     """A request header as it may be shown: credentials cut to a recognisable prefix."""
     if name.lower() not in SENSITIVE_HEADERS:
         return value
+    if name.lower() == "dpop":
+        return f"{value[:8]}... (proof, shortened)"
     scheme, _, credentials = value.partition(" ")
     if name.lower() != "cookie" and credentials:
         return f"{scheme} {credentials[:8]}... (shortened)"

@@ -519,10 +519,12 @@ class JWTBearerGrant(Grant):
         grant: Form = (("grant_type", JWT_BEARER_GRANT_TYPE), ("assertion", assertion))
         return self._build(grant + self._form, self._authenticator, now)
 
-    def parse_response(self, response: RawResponse, *, received_at: float) -> Token:
+    def parse_response(
+        self, response: RawResponse, *, received_at: float, dpop: bool = False
+    ) -> Token:
         """As Grant.parse_response; ``invalid_grant`` says the assertion was rejected (J8)."""
         try:
-            return super().parse_response(response, received_at=received_at)
+            return super().parse_response(response, received_at=received_at, dpop=dpop)
         except InvalidGrantError as exc:
             message = (
                 "the authorization server rejected the JWT assertion (invalid_grant"

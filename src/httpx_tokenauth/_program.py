@@ -31,7 +31,20 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, cast
 
 from ._cache import Need, TokenCache
-from ._errors import ConfigurationError, ProviderError, TokenError, TokenTransportError
+from ._dpop import (
+    USE_DPOP_NONCE,
+    DPoPNotBoundError,
+    Prover,
+    nonce_demand_error,
+    normalize_htu,
+)
+from ._errors import (
+    ConfigurationError,
+    ProviderError,
+    TokenEndpointError,
+    TokenError,
+    TokenTransportError,
+)
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy, RetryState
@@ -214,8 +227,10 @@ class Acquisition:
         lib_name: str,
         store: TokenStore | None = None,
         names: EntryNames | None = None,
+        dpop: Prover | None = None,
     ) -> None:
         self.provider = provider
+        self.dpop = dpop
         self.store = store
         self.names = names
         self.rejected: Token | None = None  # the token a 401 took out of the cache
@@ -512,20 +527,55 @@ class Acquisition:
         policy = self.policy_for(renewing)
         retry = policy.start(self.monotonic())
         deadline_at = retry.started + policy.deadline
+        nonce_retried = False  # SPEC D2: one use_dpop_nonce retry per attempt
         while True:
             if self.monotonic() >= deadline_at:
                 raise self._deadline_error(policy)
             try:
-                request = provider.token_request(self.now())
-                raw = yield from perform(Send(request, deadline_at))
-                token = provider.parse_response(raw, received_at=self.now())
+                if self.dpop is None:
+                    request = provider.token_request(self.now())
+                    raw = yield from perform(Send(request, deadline_at))
+                    token = provider.parse_response(raw, received_at=self.now())
+                else:
+                    request = self._with_proof(provider.token_request(self.now()), self.dpop)
+                    raw = yield from perform(Send(request, deadline_at))
+                    token = self._bound(provider, raw, self.dpop)
                 return self._fetched(token)
             except _DEADLINE as exc:  # never retried: the time is up
                 raise self._deadline_error(policy) from exc
             except TokenError as exc:
+                if self.dpop is not None and _demands_nonce(exc):
+                    if nonce_retried or self.dpop.nonce_for(provider.token_url) is None:
+                        raise self._nonce_error(provider, exc, nonce_retried) from exc
+                    nonce_retried = True
+                    continue  # at once: a new proof with the nonce, a new client assertion
                 if (delay := self._retry_delay(retry, exc)) is None:
                     raise
+            nonce_retried = False
             yield from perform(Sleep(delay))
+
+    def _with_proof(self, request: TokenRequest, dpop: Prover) -> TokenRequest:
+        """SPEC D1: the token request with a fresh proof (and the AS's nonce, if known)."""
+        proof = dpop.proof(request.method, request.url, self.now())
+        return dataclasses.replace(request, headers=(*request.headers, ("DPoP", proof)))
+
+    def _bound(self, provider: Grant, raw: RawResponse, dpop: Prover) -> Token:
+        """SPEC D2: learn the AS nonce (from every answer); refuse an unbound token."""
+        dpop.learn(provider.token_url, raw.headers.get("dpop-nonce"))
+        token = provider.parse_response(raw, received_at=self.now(), dpop=True)
+        if token.token_type != "DPoP" and not dpop.allow_bearer:
+            raise DPoPNotBoundError(
+                f"the authorization server at {self.source} ignored the DPoP proof and issued "
+                f"a {token.token_type} token, which is not bound to the key; refusing it. Enable "
+                "DPoP for this client on the server, or pass DPoP(allow_bearer=True) to use "
+                "unbound tokens",
+                status_code=raw.status_code,
+            )
+        return token
+
+    def _nonce_error(self, provider: Grant, exc: TokenError, retried: bool) -> TokenError:
+        status = getattr(exc, "status_code", None) or 400
+        return nonce_demand_error(normalize_htu(provider.token_url)[0], status, had_nonce=retried)
 
     def _call_provider(
         self, provider: TokenProvider | AsyncTokenProvider, blocking: bool
@@ -674,6 +724,11 @@ def _fresh(error: TokenError) -> TokenError:
     copy.__cause__ = error.__cause__
     copy.__suppress_context__ = True
     return copy
+
+
+def _demands_nonce(exc: TokenError) -> bool:
+    """The token endpoint answered ``error=use_dpop_nonce`` (RFC 9449 §8)."""
+    return isinstance(exc, TokenEndpointError) and exc.error == USE_DPOP_NONCE
 
 
 def _check_provided(token: object, source: str) -> Token:

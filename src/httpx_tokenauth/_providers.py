@@ -131,9 +131,16 @@ class Grant(abc.ABC):
     def token_request(self, now: float) -> TokenRequest:
         """The request to send at ``now``. JWT grants mint a fresh assertion each call."""
 
-    def parse_response(self, response: RawResponse, *, received_at: float) -> Token:
-        """The Token in the answer, or a TokenError subclass (SPEC R1-R11, E1-E5)."""
-        return parse_token_response(response, received_at=received_at, requested_scope=self._scope)
+    def parse_response(
+        self, response: RawResponse, *, received_at: float, dpop: bool = False
+    ) -> Token:
+        """The Token in the answer, or a TokenError subclass (SPEC R1-R11, E1-E5).
+
+        ``dpop``: the request carried a DPoP proof, so a ``DPoP`` token is accepted.
+        """
+        return parse_token_response(
+            response, received_at=received_at, requested_scope=self._scope, dpop=dpop
+        )
 
     # -- trying the grant alone: one token, from a REPL or a script -------------------
 

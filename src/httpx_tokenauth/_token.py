@@ -47,6 +47,8 @@ MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _NUMERIC = re.compile(r"[ \t]*[0-9]{1,12}(\.[0-9]{1,6})?[ \t]*")  # ASCII digits only
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: Token types a Token may have, by their lower-case form (RFC 6749 §5.1: case-insensitive).
+_TOKEN_TYPES = {"bearer": "Bearer", "dpop": "DPoP"}
 
 
 def is_finite(value: float) -> bool:
@@ -88,12 +90,15 @@ class Token:
                 "Token.access_token must be a non-empty string of visible ASCII characters "
                 "(no spaces or control characters), as it is sent in an Authorization header"
             )
-        if not isinstance(self.token_type, str) or self.token_type.lower() != "bearer":
+        token_type = _TOKEN_TYPES.get(
+            self.token_type.lower() if isinstance(self.token_type, str) else ""
+        )
+        if token_type is None:
             raise ConfigurationError(
-                f"Token.token_type must be 'Bearer', got {self.token_type!r}: "
-                "only bearer tokens (RFC 6750) are supported"
+                f"Token.token_type must be 'Bearer' or 'DPoP', got {self.token_type!r}: "
+                "only bearer tokens (RFC 6750) and DPoP-bound tokens (RFC 9449) are supported"
             )
-        object.__setattr__(self, "token_type", "Bearer")
+        object.__setattr__(self, "token_type", token_type)
         for name in ("expires_at", "received_at"):
             value = getattr(self, name)
             if value is not None and (
@@ -115,8 +120,9 @@ class Token:
 
     @property
     def authorization(self) -> str:
-        """The Authorization header value: ``Bearer <access_token>`` (SPEC U1, R2)."""
-        return f"Bearer {self.access_token}"
+        """The Authorization header value: ``Bearer <access_token>`` (SPEC U1, R2), or
+        ``DPoP <access_token>`` for a DPoP-bound token (RFC 9449 §7.1)."""
+        return f"{self.token_type} {self.access_token}"
 
     def expires_in(self, now: float) -> float | None:
         """Seconds left at ``now``, or None when the expiry is unknown."""
@@ -165,20 +171,25 @@ def parse_token_response(
     *,
     received_at: float,
     requested_scope: tuple[str, ...] | None = None,
+    dpop: bool = False,
 ) -> Token:
     """Turn a token endpoint answer into a Token, or raise a TokenError subclass.
 
     An error carries the response's ``Retry-After`` as ``retry_after`` seconds.
+    ``dpop`` says a DPoP proof was sent, so a ``DPoP`` token type is accepted.
     """
     try:
-        return _parse(response, received_at, requested_scope)
+        return _parse(response, received_at, requested_scope, dpop)
     except TokenResponseError as exc:
         exc.retry_after = parse_retry_after(response.headers.get("retry-after"), received_at)
         raise
 
 
 def _parse(
-    response: RawResponse, received_at: float, requested_scope: tuple[str, ...] | None
+    response: RawResponse,
+    received_at: float,
+    requested_scope: tuple[str, ...] | None,
+    dpop: bool = False,
 ) -> Token:
     status = response.status_code
     content_type = response.headers.get("content-type")
@@ -206,7 +217,7 @@ def _parse(
             status_code=status,
             content_type=content_type,
         )
-    return _token_from(data, status, received_at, requested_scope)
+    return _token_from(data, status, received_at, requested_scope, dpop)
 
 
 def _json_object(response: RawResponse, content_type: str | None) -> dict[str, Any] | None:
@@ -257,6 +268,7 @@ def _token_from(
     status: int,
     received_at: float,
     requested_scope: tuple[str, ...] | None,
+    dpop: bool = False,
 ) -> Token:
     access_token = data.get("access_token")
     if not isinstance(access_token, str) or not access_token:
@@ -274,10 +286,12 @@ def _token_from(
         raise InvalidTokenResponseError(
             "token response has no 'token_type' string (RFC 6749 §5.1)", status_code=status
         )
-    if token_type.lower() != "bearer":
+    kind = token_type.lower()
+    if kind != "bearer" and not (dpop and kind == "dpop"):
+        hint = " (pass TokenAuth(..., dpop=DPoP()) to use DPoP)" if kind == "dpop" else ""
         raise UnsupportedTokenTypeError(
             f"token endpoint issued a {printable(token_type, 40)!r} token; only Bearer tokens "
-            "(RFC 6750) are supported",
+            f"(RFC 6750) are supported{hint}",
             status_code=status,
             token_type=token_type,
         )
@@ -290,7 +304,7 @@ def _token_from(
     }
     return Token(
         access_token,
-        token_type="Bearer",
+        token_type=_TOKEN_TYPES[kind],
         expires_at=None if expires_in is None else received_at + expires_in,
         received_at=received_at,
         scope=scope,

@@ -70,6 +70,7 @@ try:
         TokenRequestRecord,
     )
     from ._ca import LocalCA
+    from ._dpop import DPoPProofError, DPoPResourceServer, DPoPVerifier
     from ._valkey import ValkeyCluster, ValkeyCommandError, ValkeyServer, find_valkey_server
 except ImportError as exc:  # pragma: no cover - only without the extra
     raise ImportError(
@@ -83,6 +84,9 @@ __all__ = [
     "CLIENT_CREDENTIALS",
     "JWT_BEARER",
     "APIRequestRecord",
+    "DPoPProofError",
+    "DPoPResourceServer",
+    "DPoPVerifier",
     "LocalAPI",
     "LocalAuthorizationServer",
     "LocalCA",

@@ -234,3 +234,27 @@ def test_d2_a_nonce_demand_without_a_nonce_is_not_retried() -> None:
     assert kinds(effects) == ["Send"]
     assert isinstance(result, DPoPNonceError)
     assert "no DPoP-Nonce" in str(result)
+
+
+def test_x9_dpop_takes_the_algorithm_from_the_key() -> None:
+    """DPoP(key) without an algorithm uses the one the key fits: EdDSA for Ed25519, by curve
+    for EC keys; an algorithm that does not fit the key is still refused."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    from httpx_tokenauth import ConfigurationError, DPoP
+
+    def pem(key: Any) -> bytes:
+        return bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    assert DPoP(pem(ed25519.Ed25519PrivateKey.generate())).algorithm == "EdDSA"
+    assert DPoP(pem(ec.generate_private_key(ec.SECP384R1()))).algorithm == "ES384"
+    assert DPoP().algorithm == "ES256"
+    with pytest.raises(ConfigurationError):
+        DPoP(pem(ed25519.Ed25519PrivateKey.generate()), algorithm="ES256")

@@ -147,8 +147,10 @@ class DPoP:
 
     ``key`` is the private key proofs are signed with: PEM or DER (str or
     bytes), a private JWK (dict or JSON text) or a cryptography key object,
-    checked against ``algorithm`` here. Without one, each TokenAuth generates
-    a key for ``algorithm`` when it is constructed and keeps it for its life,
+    checked against ``algorithm`` here; without ``algorithm`` it is taken from
+    the key as for PrivateKeyJWT (ES256/384/512 by curve, EdDSA for Ed25519,
+    RS256 for RSA). Without a key, each TokenAuth generates a key for
+    ``algorithm`` (ES256 by default) when it is constructed and keeps it for its life,
     across renewals (so nonces and bound tokens stay valid). Processes that
     should share tokens through a store must be given the same key: the key
     thumbprint is part of the store's entry name (SPEC D3, F1).
@@ -166,15 +168,16 @@ class DPoP:
         self,
         key: object = None,
         *,
-        algorithm: str = "ES256",
+        algorithm: str | None = None,
         allow_bearer: bool = False,
     ) -> None:
-        algorithm = check_algorithm(algorithm, hmac=False)
+        if algorithm is not None or key is None:
+            algorithm = check_algorithm("ES256" if algorithm is None else algorithm, hmac=False)
         if not isinstance(allow_bearer, bool):
             raise ConfigurationError(
                 f"allow_bearer must be True or False, got {type(allow_bearer).__name__}"
             )
-        self._algorithm = algorithm
+        self._algorithm = algorithm or "ES256"
         self._allow_bearer = allow_bearer
         self._key: SigningKey | None = None
         if key is not None:

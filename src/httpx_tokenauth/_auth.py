@@ -26,6 +26,7 @@ import httpx
 
 from ._cache import TokenCache
 from ._challenge import decide_after_401
+from ._discovery import DiscoveryState, cache_for, resource_metadata_of
 from ._errors import ConfigurationError, InsecureTransportError, TokenError, TokenTransportError
 from ._interpret import run_async, run_sync
 from ._program import Acquisition, Program, reset_after_fork
@@ -141,6 +142,14 @@ class TokenAuthBase:
             store=store,
             names=None if store is None else store.entry_names(_identity(provider, store)),
         )
+        discovered = provider._discovered if isinstance(provider, Grant) else None
+        if discovered is not None and isinstance(provider, Grant):
+            # A grant made by from_issuer: its metadata is cached per issuer, for every
+            # TokenAuth sending over the same token client (or over clients of their own).
+            cache = cache_for(token_client if token_client is not None else async_token_client)
+            self._acquisition.discovery = DiscoveryState(provider, discovered, cache)
+            if store is not None:
+                self._acquisition.identity = _identity(provider, store)
         reset_after_fork(self)
 
     # -- the two drivers -------------------------------------------------------------------
@@ -213,7 +222,10 @@ class TokenAuthBase:
                 "http (RFC 6750 §5.3): use https://, or TokenAuth(..., "
                 "allow_insecure_http=True) if this really is a trusted network"
             )
-        return self._cache.fresh(self._clock())
+        token = self._cache.fresh(self._clock())
+        if token is None and self._acquisition.discovery is not None:
+            self._acquisition.discovery.note_request(str(url))  # RFC 9728 §3.1, once
+        return token
 
     def _attach(self, request: Any, token: Token) -> bool:
         """Put the token on the request; whether its body could be sent again."""
@@ -252,7 +264,13 @@ class TokenAuthBase:
                 extra={"event": "replay_refused", "reason": "token not sent to that origin"},
             )
             return False
-        decision = decide_after_401(response.headers.get_list("www-authenticate"))
+        challenges = response.headers.get_list("www-authenticate")
+        decision = decide_after_401(challenges)
+        discovery = self._acquisition.discovery
+        if decision.renew and discovery is not None:
+            metadata_url = resource_metadata_of(challenges)
+            if metadata_url is not None:  # RFC 9728 §5.1: read it before the next token
+                discovery.note_challenge(metadata_url, str(request.url))
         if not decision.renew:
             logger.debug(
                 "not replaying %s %s: %s",

@@ -14,7 +14,17 @@ import time
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from ._program import CallProvider, Detach, Effect, Program, Send, Sleep, StoreCall, Wait
+from ._program import (
+    CallProvider,
+    Detach,
+    Effect,
+    FetchDocument,
+    Program,
+    Send,
+    Sleep,
+    StoreCall,
+    Wait,
+)
 from ._request import TokenRequest
 from ._token import RawResponse
 
@@ -83,6 +93,8 @@ def _execute_sync(driver: Driver, effect: Effect[Any]) -> object:
         return effect.flight.done.wait(max(0.0, effect.until - time.monotonic()))
     if isinstance(effect, StoreCall):
         return effect.store.execute(effect.op)
+    if isinstance(effect, FetchDocument):
+        return driver._send_sync(_document_request(effect.url), effect.deadline_at)
     if isinstance(effect, CallProvider):
         return effect.fetch()
     if isinstance(effect, Detach):
@@ -112,6 +124,8 @@ async def _execute_async(driver: Driver, effect: Effect[Any]) -> object:
         return await _wait(driver, effect)
     if isinstance(effect, StoreCall):
         return await effect.store.aexecute(effect.op)
+    if isinstance(effect, FetchDocument):
+        return await driver._send_async(_document_request(effect.url), effect.deadline_at)
     if isinstance(effect, CallProvider):
         if effect.is_async:
             return await effect.fetch()
@@ -147,6 +161,12 @@ async def _wait(driver: Driver, effect: Wait) -> bool:
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.02)
     return flight.done.is_set()
+
+
+def _document_request(url: str) -> TokenRequest:
+    from ._discovery import document_request  # noqa: PLC0415  (only grants made by issuer)
+
+    return document_request(url)
 
 
 def _anyio() -> ModuleType:

@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from ._cache import Need, TokenCache
 from ._errors import ConfigurationError, ProviderError, TokenError, TokenTransportError
@@ -49,12 +49,16 @@ from ._store import (
 )
 from ._token import RawResponse, Token
 
+if TYPE_CHECKING:
+    from ._discovery import DiscoveryState, ResourceMetadata, ServerMetadata
+
 __all__ = [
     "WAIT_MARGIN",
     "Acquisition",
     "CallProvider",
     "Detach",
     "Effect",
+    "FetchDocument",
     "Flight",
     "Program",
     "Send",
@@ -149,6 +153,19 @@ class StoreCall(Effect[object]):
     op: StoreOperation[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class FetchDocument(Effect[RawResponse]):
+    """GET a metadata document at ``url`` over the token client; give up at ``deadline_at``.
+
+    The same client, TLS settings, timeouts, size cap and bounded decoding as
+    a token request, and no redirects. Back: the RawResponse. Thrown in: a
+    TokenTransportError.
+    """
+
+    url: str
+    deadline_at: float
+
+
 Program = Generator[Effect[Any], object, T]
 
 
@@ -221,6 +238,10 @@ class Acquisition:
         self.lib_name = lib_name
         self.flight: Flight | None = None
         self.guard = threading.Lock()  # held for a few instructions, never across I/O
+        #: For a grant made by from_issuer: what discovery has learned (set by TokenAuth).
+        self.discovery: DiscoveryState | None = None
+        #: With a shared store: the identity the entry names are made from (SPEC F1).
+        self.identity: tuple[str, ...] = ()
         reset_after_fork(self)
 
     # -- acquiring: one fetch for many callers ------------------------------------------
@@ -273,6 +294,8 @@ class Acquisition:
             if settled is not None:
                 return settled  # renewed (or failed) just before we boarded
             try:
+                if self.discovery is not None:
+                    yield from self._learn_resource(self.discovery)
                 token = yield from self._obtain(renewing=renewing, blocking=blocking)
             except _RenewingElsewhere as elsewhere:
                 return self._defer(elsewhere.current)
@@ -478,20 +501,276 @@ class Acquisition:
         policy = self.policy_for(renewing)
         retry = policy.start(self.monotonic())
         deadline_at = retry.started + policy.deadline
+        moved = False  # the endpoint was looked up again in this acquisition
         while True:
             if self.monotonic() >= deadline_at:
                 raise self._deadline_error(policy)
+            grant = provider
             try:
-                request = provider.token_request(self.now())
+                if self.discovery is not None:
+                    grant = yield from self._discovered_grant(self.discovery, deadline_at)
+                request = grant.token_request(self.now())
                 raw = yield from perform(Send(request, deadline_at))
-                token = provider.parse_response(raw, received_at=self.now())
+                token = grant.parse_response(raw, received_at=self.now())
                 return self._fetched(token)
             except _DEADLINE as exc:  # never retried: the time is up
                 raise self._deadline_error(policy) from exc
             except TokenError as exc:
+                if self.discovery is not None and grant is not provider and not moved:
+                    moved = True
+                    if (yield from self._endpoint_moved(self.discovery, grant, exc, deadline_at)):
+                        continue  # the metadata names a new token endpoint: try it at once
                 if (delay := self._retry_delay(retry, exc)) is None:
                     raise
             yield from perform(Sleep(delay))
+
+    # -- discovery: the token endpoint from the issuer's metadata (SPEC M1-M4) ------------
+
+    def _discovered_grant(self, state: DiscoveryState, deadline_at: float) -> Program[Grant]:
+        """The grant completed from the issuer's metadata: cached, or fetched on first need."""
+        metadata = yield from self._server_metadata(state, deadline_at)
+        return state.resolved(metadata)
+
+    def _server_metadata(
+        self, state: DiscoveryState, deadline_at: float
+    ) -> Program[ServerMetadata]:
+        """The issuer's metadata: fresh from the cache, or fetched (keeping the last good one).
+
+        A refresh that fails for any reason (unreachable, an error status, a
+        document that fails its checks) leaves the last good document in use,
+        looked at again a minute later; only with no document yet does the
+        failure reach the caller.
+        """
+        key = state.key
+        cached, fresh = state.cache.get(key, self.monotonic())
+        if cached is not None and fresh:
+            return cached
+        try:
+            metadata = yield from self._fetch_server_metadata(state.issuer, deadline_at, state)
+        except TokenError as exc:
+            if cached is None or isinstance(exc, _DEADLINE):
+                raise
+            state.cache.keep(key, self.monotonic())
+            logger.warning(
+                "refreshing the metadata of %s failed (%s); the last good document stays in use",
+                state.issuer,
+                type(exc).__name__,
+                extra={
+                    "event": "metadata_refresh_failed",
+                    "token_endpoint": cached.token_endpoint,
+                    "outcome": type(exc).__name__,
+                },
+            )
+            return cached
+        state.cache.put(key, metadata, self.monotonic())
+        logger.info(
+            "metadata of %s: token endpoint %s",
+            state.issuer,
+            redacted(metadata.token_endpoint),
+            extra={
+                "event": "metadata_fetched",
+                "token_endpoint": redacted(metadata.token_endpoint),
+                "issuer": state.issuer,
+                "max_age": metadata.max_age,
+            },
+        )
+        return metadata
+
+    def _fetch_server_metadata(
+        self, issuer: str, deadline_at: float, state: DiscoveryState
+    ) -> Program[ServerMetadata]:
+        """Try each well-known location in turn (RFC 8414 §3.1, OpenID Discovery §4)."""
+        from ._discovery import (  # noqa: PLC0415  (only grants made by issuer get here)
+            NOT_HERE,
+            DiscoveryError,
+            metadata_urls,
+            parse_server_metadata,
+        )
+
+        urls = metadata_urls(issuer)
+        for url in urls:
+            raw = yield from perform(FetchDocument(url, deadline_at))
+            if raw.status_code in NOT_HERE:
+                continue
+            return parse_server_metadata(
+                raw,
+                issuer=issuer,
+                url=url,
+                allow_insecure_http=state.discovered.allow_insecure_http,
+            )
+        raise DiscoveryError(
+            f"found no authorization server metadata for {issuer!r}: tried "
+            f"{', '.join(redacted(u) for u in urls)}. Is the issuer right (exactly as the "
+            "server names it)?",
+            url=redacted(urls[0]),
+            status_code=404,
+        )
+
+    def _endpoint_moved(
+        self, state: DiscoveryState, grant: Grant, exc: TokenError, deadline_at: float
+    ) -> Program[bool]:
+        """The token endpoint stopped answering (refused, 404): look it up again.
+
+        True when the fresh metadata names another endpoint, to be tried at
+        once; False to go on by the retry rules (same endpoint, or the refresh
+        failed and the last good document stays).
+        """
+        from ._discovery import endpoint_gone  # noqa: PLC0415
+
+        if not endpoint_gone(exc):
+            return False
+        state.cache.expire(state.key)
+        metadata = yield from self._server_metadata(state, deadline_at)
+        moved = metadata.token_endpoint != grant.token_url
+        if moved:
+            logger.info(
+                "token endpoint %s stopped answering (%s); the metadata of %s now names %s",
+                redacted(grant.token_url),
+                type(exc).__name__,
+                state.issuer,
+                redacted(metadata.token_endpoint),
+                extra={
+                    "event": "token_endpoint_moved",
+                    "token_endpoint": redacted(metadata.token_endpoint),
+                    "outcome": type(exc).__name__,
+                },
+            )
+        return moved
+
+    # -- RFC 9728: what the protected resource says (SPEC M2, M3) -------------------------
+
+    def _learn_resource(self, state: DiscoveryState) -> Program[None]:
+        """Before fetching: read the protected resource metadata that is pending, once each.
+
+        The first API request's well-known location (once per TokenAuth), and
+        any ``resource_metadata`` a 401 named. A document that names only
+        authorization servers the user did not allow stops here, with
+        nothing sent anywhere.
+        """
+        probe, challenges = state.take()
+        if not probe and not challenges:
+            return
+        deadline_at = self.monotonic() + self.retry.deadline
+        if probe is not None:
+            yield from self._probe_resource(state, probe, deadline_at)
+        for metadata_url, request_url in challenges:
+            yield from self._challenged_resource(state, metadata_url, request_url, deadline_at)
+
+    def _probe_resource(
+        self, state: DiscoveryState, request_url: str, deadline_at: float
+    ) -> Program[None]:
+        """RFC 9728 §3.1: look for the API's metadata at its well-known locations.
+
+        Not there, not reachable, not a metadata document, or for another
+        resource: carry on without it (most APIs publish none). A document
+        that is there is used like one a challenge named.
+        """
+        from ._discovery import (  # noqa: PLC0415
+            NOT_HERE,
+            DiscoveryError,
+            UntrustedAuthorizationServerError,
+            parse_resource_metadata,
+            resource_metadata_urls,
+        )
+
+        for url, identifier in resource_metadata_urls(request_url):
+            try:
+                raw = yield from perform(FetchDocument(url, deadline_at))
+                if raw.status_code in NOT_HERE:
+                    continue
+                metadata = parse_resource_metadata(
+                    raw,
+                    url=url,
+                    request_url=request_url,
+                    identifier=identifier,
+                    allow_insecure_http=state.discovered.allow_insecure_http,
+                )
+                self._use_resource(state, metadata)
+            except UntrustedAuthorizationServerError:
+                raise
+            except (DiscoveryError, TokenTransportError) as exc:
+                logger.debug(
+                    "no usable protected resource metadata at %s (%s)",
+                    redacted(url),
+                    type(exc).__name__,
+                    extra={"event": "resource_metadata_absent", "outcome": type(exc).__name__},
+                )
+                if isinstance(exc, TokenTransportError):
+                    return  # the API's host is not reachable this way: do not try again
+                continue
+            return
+
+    def _challenged_resource(
+        self, state: DiscoveryState, metadata_url: str, request_url: str, deadline_at: float
+    ) -> Program[None]:
+        """RFC 9728 §5: the metadata a 401 named, fetched once; its checks apply every time."""
+        from ._discovery import (  # noqa: PLC0415
+            DiscoveryError,
+            ResourceMetadata,
+            parse_resource_metadata,
+        )
+
+        if metadata_url in state.outcomes:
+            outcome = state.outcomes[metadata_url]
+            if isinstance(outcome, DiscoveryError):
+                raise _fresh(outcome)
+            if isinstance(outcome, ResourceMetadata):
+                self._use_resource(state, outcome, metadata_url)
+            return
+        outcome_: ResourceMetadata | DiscoveryError | None = None
+        try:
+            _check_metadata_url(metadata_url, state.discovered.allow_insecure_http)
+            raw = yield from perform(FetchDocument(metadata_url, deadline_at))
+            outcome_ = parse_resource_metadata(
+                raw,
+                url=metadata_url,
+                request_url=request_url,
+                allow_insecure_http=state.discovered.allow_insecure_http,
+            )
+            self._use_resource(state, outcome_, metadata_url)
+        except DiscoveryError as exc:
+            state.outcomes[metadata_url] = exc
+            raise
+        except TokenTransportError as exc:
+            logger.warning(
+                "the protected resource metadata %s named by a 401 could not be fetched (%s); "
+                "going on with %s",
+                redacted(metadata_url),
+                type(exc).__name__,
+                state.issuer,
+                extra={"event": "resource_metadata_failed", "outcome": type(exc).__name__},
+            )
+        state.outcomes[metadata_url] = outcome_
+
+    def _use_resource(
+        self, state: DiscoveryState, metadata: ResourceMetadata, named_by: str | None = None
+    ) -> None:
+        """Adopt what a checked document says: the issuer to use (if allowed) and the resource."""
+        from ._discovery import UntrustedAuthorizationServerError, choose_issuer  # noqa: PLC0415
+
+        try:
+            issuer = choose_issuer(
+                metadata,
+                configured=state.discovered.issuer,
+                allowed=state.discovered.allowed_issuers,
+            )
+        except UntrustedAuthorizationServerError as exc:
+            if named_by is not None:
+                state.outcomes[named_by] = exc
+            raise
+        changed = (issuer, metadata.resource) != (state.issuer, state.resource)
+        state.issuer, state.resource = issuer, metadata.resource
+        if changed and self.store is not None and self.identity:
+            self.names = self.store.entry_names(
+                (*self.identity, f"as={issuer}", f"prm_resource={metadata.resource}")
+            )
+        logger.info(
+            "protected resource %s: tokens from %s, resource=%s",
+            redacted(metadata.url),
+            issuer,
+            metadata.resource,
+            extra={"event": "resource_metadata", "issuer": issuer, "resource": metadata.resource},
+        )
 
     def _call_provider(
         self, provider: TokenProvider | AsyncTokenProvider, blocking: bool
@@ -649,6 +928,28 @@ def _check_provided(token: object, source: str) -> Token:
             "Token(access_token, expires_at=...)"
         )
     return token
+
+
+def redacted(url: str) -> str:
+    from ._url import redacted_url  # noqa: PLC0415
+
+    return redacted_url(url)
+
+
+def _check_metadata_url(url: str, allow_insecure_http: bool) -> None:
+    """A metadata URL a server named: https (loopback aside), or nothing is fetched."""
+    from ._discovery import DiscoveryError  # noqa: PLC0415
+    from ._url import check_token_url  # noqa: PLC0415
+
+    try:
+        check_token_url(url, allow_insecure_http=allow_insecure_http)
+    except ConfigurationError:
+        raise DiscoveryError(
+            f"the 401 names protected resource metadata at {redacted(url)!r}, which is not an "
+            "https URL this client fetches (plain http, a fragment, credentials in it): not "
+            "fetched",
+            url=redacted(url),
+        ) from None
 
 
 def _finite(value: float) -> bool:

@@ -16,6 +16,12 @@ from __future__ import annotations
 from ._auth import TokenAuth
 from ._challenge import BearerChallenge, bearer_challenge
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
+from ._discovery import (
+    DiscoveryError,
+    IssuerMismatchError,
+    ResourceMismatchError,
+    UntrustedAuthorizationServerError,
+)
 from ._errors import (
     AssertionSigningError,
     ConfigurationError,
@@ -56,6 +62,7 @@ __all__ = [
     "ClientSecretJWT",
     "ClientSecretPost",
     "ConfigurationError",
+    "DiscoveryError",
     "FileTokenStore",
     "InsecureTransportError",
     "InvalidClientError",
@@ -63,11 +70,13 @@ __all__ = [
     "InvalidRequestError",
     "InvalidScopeError",
     "InvalidTokenResponseError",
+    "IssuerMismatchError",
     "JWTBearerGrant",
     "NonVSCHARWarning",
     "PrivateKeyJWT",
     "ProviderError",
     "RedisTokenStore",
+    "ResourceMismatchError",
     "RetryPolicy",
     "Token",
     "TokenAuth",
@@ -81,6 +90,7 @@ __all__ = [
     "UnexpectedTokenResponseError",
     "UnsupportedGrantTypeError",
     "UnsupportedTokenTypeError",
+    "UntrustedAuthorizationServerError",
     "bearer_challenge",
     "generate_encryption_key",
 ]

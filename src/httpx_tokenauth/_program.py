@@ -589,7 +589,7 @@ class Acquisition:
 
         urls = metadata_urls(issuer)
         for url in urls:
-            raw = yield from perform(FetchDocument(url, deadline_at))
+            raw = yield from self._document(url, deadline_at)
             if raw.status_code in NOT_HERE:
                 continue
             return parse_server_metadata(
@@ -605,6 +605,24 @@ class Acquisition:
             url=redacted(urls[0]),
             status_code=404,
         )
+
+    def _document(self, url: str, deadline_at: float) -> Program[RawResponse]:
+        """One metadata GET; a body the transport refused (too large, undecodable) is a
+        DiscoveryError, like any other document that cannot be used."""
+        from ._discovery import DiscoveryError  # noqa: PLC0415
+        from ._errors import UnexpectedTokenResponseError  # noqa: PLC0415
+
+        try:
+            return (yield from perform(FetchDocument(url, deadline_at)))
+        except DiscoveryError:
+            raise
+        except UnexpectedTokenResponseError as exc:
+            raise DiscoveryError(
+                f"{exc} ({redacted(url)})",
+                url=redacted(url),
+                status_code=exc.status_code,
+                content_type=exc.content_type,
+            ) from None
 
     def _endpoint_moved(
         self, state: DiscoveryState, grant: Grant, exc: TokenError, deadline_at: float
@@ -675,7 +693,7 @@ class Acquisition:
 
         for url, identifier in resource_metadata_urls(request_url):
             try:
-                raw = yield from perform(FetchDocument(url, deadline_at))
+                raw = yield from self._document(url, deadline_at)
                 if raw.status_code in NOT_HERE:
                     continue
                 metadata = parse_resource_metadata(
@@ -720,7 +738,7 @@ class Acquisition:
         outcome_: ResourceMetadata | DiscoveryError | None = None
         try:
             _check_metadata_url(metadata_url, state.discovered.allow_insecure_http)
-            raw = yield from perform(FetchDocument(metadata_url, deadline_at))
+            raw = yield from self._document(metadata_url, deadline_at)
             outcome_ = parse_resource_metadata(
                 raw,
                 url=metadata_url,

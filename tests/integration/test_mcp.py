@@ -38,15 +38,15 @@ if importlib.util.find_spec("mcp") is None:  # pragma: no cover - only where mcp
         raise RuntimeError("CI must test the MCP client: install the project with its test extra")
     pytest.skip("mcp needs Python 3.11+ (it speaks httpx2)", allow_module_level=True)
 
-import httpx2  # noqa: E402
-import uvicorn  # noqa: E402
-from mcp import ClientSession  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-from mcp.server.auth.provider import AccessToken  # noqa: E402
-from mcp.server.auth.settings import AuthSettings  # noqa: E402
-from mcp.server.mcpserver import MCPServer  # noqa: E402
+import httpx2
+import uvicorn
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
 
-from httpx_tokenauth.httpx2 import TokenAuth  # noqa: E402
+from httpx_tokenauth.httpx2 import TokenAuth
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +61,7 @@ def anyio_backend() -> str:
 
 
 class Verifier:
-    """The MCP server's TokenVerifier: a JWT from the test authorization server, for ``resource``."""
+    """The MCP server's TokenVerifier: a JWT from the test AS, for ``resource``."""
 
     def __init__(self, server: LocalAuthorizationServer, resource: str) -> None:
         self.server = server

@@ -26,7 +26,7 @@ import httpx
 
 from ._cache import TokenCache
 from ._challenge import decide_after_401
-from ._discovery import DiscoveryState, cache_for, resource_metadata_of
+from ._discovery import DiscoveryState, ServerMetadata, cache_for, resource_metadata_of
 from ._errors import ConfigurationError, InsecureTransportError, TokenError, TokenTransportError
 from ._interpret import run_async, run_sync
 from ._program import Acquisition, Program, reset_after_fork
@@ -206,6 +206,18 @@ class TokenAuthBase:
         already replaced it, nothing happens.
         """
         self._acquisition.invalidate(token)
+
+    def _discover(self) -> tuple[ServerMetadata, Grant]:
+        """The issuer's metadata, checked, and the grant it completes (``discover`` in the CLI).
+
+        Nothing is sent to the token endpoint.
+        """
+        state = self._acquisition.discovery
+        if state is None:
+            raise ConfigurationError("this TokenAuth's grant was not made with from_issuer()")
+        deadline_at = time.monotonic() + self._acquisition.retry.deadline
+        metadata = run_sync(self, self._acquisition._server_metadata(state, deadline_at))
+        return metadata, state.resolved(metadata)
 
     # -- what both drivers share: the rules around one API request -------------------------
 

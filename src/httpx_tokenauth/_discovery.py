@@ -268,8 +268,17 @@ def resource_metadata_urls(request_url: str) -> tuple[tuple[str, str], ...]:
 
 
 def document_request(url: str) -> TokenRequest:
-    """The GET for a metadata document: JSON wanted, no body, no credentials."""
-    return TokenRequest(url=url, headers=(("Accept", "application/json"),), form=(), method="GET")
+    """The GET for a metadata document: JSON wanted, no body, no credentials.
+
+    ``Connection: close``: documents are fetched rarely, often from an API's
+    host, and the token client's pool is no place to keep that connection.
+    """
+    return TokenRequest(
+        url=url,
+        headers=(("Accept", "application/json"), ("Connection", "close")),
+        form=(),
+        method="GET",
+    )
 
 
 def resource_metadata_of(www_authenticate: Iterable[str]) -> str | None:

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -177,3 +180,32 @@ async def test_m3_an_mcp_client_with_only_the_issuer_pinned_discovers_and_calls_
     assert auth_server.metadata_requests == ["/.well-known/oauth-authorization-server"]
     (token,) = auth_server.issued_tokens()
     assert set(mcp_server.verifier.seen) == {token}  # every MCP request carried that one token
+
+
+def test_m3_the_mcp_recipe_runs_as_pasted(
+    mcp_server: MCPTestServer, auth_server: LocalAuthorizationServer, tmp_path: Path, ca: LocalCA
+) -> None:
+    """docs/mcp.md's code, unchanged, in a fresh process: the tool answers, one token."""
+    recipe = (Path(__file__).resolve().parents[2] / "docs" / "mcp.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", recipe, re.S)
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    env = {
+        **os.environ,
+        "ISSUER": auth_server.issuer,
+        "CLIENT_ID": CLIENT_ID,
+        "CLIENT_SECRET": CLIENT_SECRET,
+        "MCP_URL": mcp_server.url,
+        "SSL_CERT_FILE": str(ca_file),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", block],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "{'result': 5}"
+    assert [r.resource for r in auth_server.token_requests] == [(mcp_server.url,)]

@@ -927,3 +927,46 @@ def test_m4_pem_keys_in_discovery_are_never_in_messages() -> None:
     assert isinstance(result, DiscoveryError)
     assert "ES384" in str(result)
     assert pem.splitlines()[1] not in str(result)
+
+
+@pytest.mark.anyio
+async def test_m5_many_callers_at_cold_start_cost_one_lookup_and_one_token(env: Env) -> None:
+    """Single flight covers discovery: 20 concurrent first requests, one GET each, one POST."""
+    servers = Servers()
+    servers.metadata()
+    servers.serve(PRM, prm())
+    make(env, servers, grant(resource_discovery=True))
+    responses = await env.gather(20, url=API)
+    assert [r.status_code for r in responses] == [200] * 20
+    assert servers.gets() == [PRM, WELL_KNOWN]
+    assert servers.posts() == [ENDPOINT]
+
+
+@pytest.mark.anyio
+async def test_m3_an_api_host_the_token_client_cannot_reach_is_not_probed_again(
+    env: Env,
+) -> None:
+    """The well-known probe fails to connect: no second location, the token comes anyway."""
+    servers = Servers()
+    servers.metadata()
+    probe = servers.handler
+
+    def refuse_api(request: Any) -> httpx.Response:
+        if urlsplit(str(request.url)).hostname == "api.example":
+            servers.seen.append((request.method, str(request.url)))
+            raise httpx.ConnectError("connection refused", request=request)
+        return probe(request)
+
+    async def arefuse_api(request: Any) -> httpx.Response:
+        return refuse_api(request)
+
+    make(
+        env,
+        servers,
+        grant(resource_discovery=True),
+        token_client=env.http.Client(transport=env.transport(refuse_api)),
+        async_token_client=env.http.AsyncClient(transport=env.transport(arefuse_api)),
+    )
+    assert (await env.request(url=API)).status_code == 200
+    assert servers.gets() == [PRM, WELL_KNOWN]
+    assert [f.get("resource") for f in servers.forms] == [None]

@@ -323,7 +323,7 @@ def test_jwt_bearer_grant_with_private_key_jwt_client_authentication(
         capsys,
         "token",
         "--grant", "jwt_bearer",
-        "--issuer", CLIENT_ID,
+        "--assertion-issuer", CLIENT_ID,
         "--subject", "alice@example.org",
         "--key-file", str(files["ec_key"]),
         "--key-id", "ec-1",
@@ -439,7 +439,11 @@ def test_unreadable_secret_file_is_exit_1(
         (["--client-secret-file", "{secret}", "--key-file", "{ec_key}"], {}, "--auth"),
         (["--auth", "private_key_jwt"], {}, "--key-file"),
         (["--auth", "basic"], {}, "needs the client secret"),
-        (["--grant", "jwt_bearer", "--key-file", "{ec_key}"], {}, "--issuer and --subject"),
+        (
+            ["--grant", "jwt_bearer", "--key-file", "{ec_key}"],
+            {},
+            "--assertion-issuer and --subject",
+        ),
         (["--param", "no-equals"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, "NAME=VALUE"),
         (["--show-token"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, "--json"),
         (
@@ -796,9 +800,9 @@ def _write(tmp_path: Path, name: str, data: bytes) -> str:
         ),
         (["token", "--claim", "a=b"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, 2, "--claim"),
         (["token", "--grant", "jwt_bearer"], {}, 2, "pass --key-file"),
-        (["token", "--grant", "jwt_bearer", "--key-file", "{ec}"], {}, 2, "--issuer and --subject"),
+        (["token", "--grant", "jwt_bearer", "--key-file", "{ec}"], {}, 2, "--assertion-issuer and"),
         (
-            ["token", "--grant", "jwt_bearer", "--key-file", "{ec}", "--issuer", "i",
+            ["token", "--grant", "jwt_bearer", "--key-file", "{ec}", "--assertion-issuer", "i",
              "--subject", "s", "--audience", "a", "--audience", "b"],
             {}, 2, "one --audience",
         ),
@@ -922,7 +926,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 _SECRET = {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}
-_JWT_BEARER = ["--grant", "jwt_bearer", "--issuer", "i", "--subject", "s"]
+_JWT_BEARER = ["--grant", "jwt_bearer", "--assertion-issuer", "i", "--subject", "s"]
 
 #: (argv after `token`, environment, what the message must name), one per refusal.
 REFUSALS: list[tuple[list[str], dict[str, str], list[str]]] = [
@@ -1002,7 +1006,7 @@ REFUSALS: list[tuple[list[str], dict[str, str], list[str]]] = [
     (["--param", "tenant="], _SECRET, ["--param tenant=", "no value"]),
     (["--param", "a=1", "--param", "a=2"], _SECRET, ["--param a=", "twice"]),
     ([*_JWT_BEARER, "--key-file", "{ec_pem}", "--claim", "iss=x"], {},
-     ["--claim iss=", "--issuer"]),
+     ["--claim iss=", "--assertion-issuer"]),
     ([*_JWT_BEARER, "--key-file", "{ec_pem}", "--claim", "jti=x"], {},
      ["--claim jti=", "drop it"]),
     # the JWT-bearer grant's key goes through the same translation
@@ -1287,3 +1291,120 @@ def test_d1_dpop_against_a_server_that_ignores_it_is_exit_1_naming_the_flag(
     assert "drop --dpop to use a bearer token" in err
     assert "allow_bearer" not in err
     assert_no_secrets(err)
+
+
+# -- discovery: --issuer and the discover command (SPEC M1-M4) ---------------------------
+
+
+def test_m1_token_with_issuer_reads_the_metadata_and_the_strongest_method(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """--issuer in place of --token-url: the metadata names the endpoint and the method."""
+    status, out, err = run(
+        capsys, "token", "--issuer", server.issuer, "--client-secret-file", str(files["secret"])
+    )
+    assert (status, err) == (0, "")
+    assert out.strip() == server.issued_tokens()[0]
+    assert server.metadata_requests == ["/.well-known/oauth-authorization-server"]
+    assert [r.auth_method for r in server.token_requests] == ["client_secret_jwt"]
+
+
+def test_m4_token_with_issuer_keeps_an_explicit_auth(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """--auth post with --issuer: the named method, not the metadata's choice."""
+    status, _, err = run(
+        capsys,
+        "token",
+        "--issuer",
+        server.issuer,
+        "--auth",
+        "post",
+        "--client-secret-file",
+        str(files["secret"]),
+    )
+    assert (status, err) == (0, "")
+    assert [r.auth_method for r in server.token_requests] == ["client_secret_post"]
+
+
+def test_m1_the_issuer_environment_variable_works_like_the_flag(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, Path],
+    server: Any,
+) -> None:
+    """HTTPX_TOKENAUTH_ISSUER alone (no token URL) configures by issuer."""
+    monkeypatch.delenv("HTTPX_TOKENAUTH_TOKEN_URL")
+    monkeypatch.setenv("HTTPX_TOKENAUTH_ISSUER", server.issuer)
+    status, _, err = run(capsys, "token", "--client-secret-file", str(files["secret"]))
+    assert (status, err) == (0, "")
+    assert server.metadata_requests == ["/.well-known/oauth-authorization-server"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--issuer", "https://as.example?x=1"], "query or a fragment"),
+        (["--issuer", "http://as.example"], "plain http"),
+        (["--issuer", "svc@example.iam"], "--assertion-issuer"),
+        (["--issuer", "https://as.example", "--token-url", "https://as.example/t"], "give one"),
+    ],
+)
+def test_m1_a_bad_issuer_option_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    """A bad --issuer is refused before any I/O, naming what to change."""
+    status, out, err = run(capsys, "token", *argv, "--client-secret-env", "NOPE")
+    assert status == 2
+    assert out == ""
+    assert_one_line_error(err)
+    assert says in err
+
+
+def test_m1_discover_prints_what_was_found_and_what_would_be_used(
+    capsys: pytest.CaptureFixture[str], server: Any
+) -> None:
+    """discover ISSUER: the checked metadata and the endpoint; nothing sent to the endpoint."""
+    status, out, err = run(capsys, "discover", server.issuer)
+    assert (status, err) == (0, "")
+    lines = dict(line.split(None, 1) for line in out.splitlines() if " " in line.strip())
+    assert lines["token_endpoint"].strip() == server.token_url
+    assert (
+        lines["metadata_url"].strip() == f"{server.issuer}/.well-known/oauth-authorization-server"
+    )
+    assert "client_secret_jwt" in out
+    assert "would_use:" in out
+    assert server.token_request_count == 0
+
+
+def test_m4_discover_with_credentials_shows_the_chosen_method_as_json(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """discover --json with a key: private_key_jwt, its algorithm, aud = issuer; no secret."""
+    status, out, err = run(
+        capsys, "discover", server.issuer, "--json", "--key-file", str(files["rsa_key"])
+    )
+    assert (status, err) == (0, "")
+    info = json.loads(out)
+    assert info["issuer"] == server.issuer
+    assert info["token_endpoint"] == server.token_url
+    assert info["would_use"] == {
+        "token_endpoint": server.token_url,
+        "client_authentication": "private_key_jwt",
+        "signing_algorithm": "RS256",
+        "assertion_audience": server.issuer,
+    }
+    assert server.token_request_count == 0
+    assert_no_secrets(out, err)
+
+
+def test_m1_discover_a_wrong_issuer_is_one_line_naming_both(
+    capsys: pytest.CaptureFixture[str], server: Any
+) -> None:
+    """The document names another issuer: exit 1, one line with both values."""
+    wrong = server.issuer + "/"
+    status, out, err = run(capsys, "discover", wrong)
+    assert status == 1
+    assert out == ""
+    assert_one_line_error(err)
+    assert f"names {server.issuer!r}, not the configured issuer {wrong!r}" in err

@@ -131,6 +131,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 def reader(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> Rig:
     """The environment and working directory a reader running the examples has."""
     monkeypatch.setenv("TOKEN_URL", rig.server.token_url)
+    monkeypatch.setenv("ISSUER", rig.server.issuer)
     monkeypatch.setenv("API_URL", rig.api.url)
     monkeypatch.setenv("CLIENT_SECRET", SECRET)
     monkeypatch.setenv("SSL_CERT_FILE", str(rig.ca_file))
@@ -204,6 +205,12 @@ def check_scopes(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert ("tenant", "acme") in form
 
 
+def check_by_issuer(ns: dict[str, Any], rig: Rig, out: str) -> None:
+    assert rig.server.metadata_requests == ["/.well-known/oauth-authorization-server"]
+    assert served(rig) == [("client_credentials", "svc", "client_secret_jwt", 200)]
+    assert api_calls(rig) == [("/things", 200)]
+
+
 def check_insufficient_scope(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert api_calls(rig) == [("/admin", 403)]
     assert out == "this call needs admin\n"
@@ -266,6 +273,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], Rig, str], None]] = {
     "JWT-bearer grant: a service account signs its own assertion": check_jwt_bearer,
     "private_key_jwt and client_secret_jwt": check_private_key_jwt,
     "Scopes, audiences and resources": check_scopes,
+    "Configure by issuer (discovery)": check_by_issuer,
     "httpx2": check_quickstart,
     "When the API answers 401": check_insufficient_scope,
     "Your own provider": check_own_provider,

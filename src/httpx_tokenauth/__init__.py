@@ -16,6 +16,12 @@ from __future__ import annotations
 from ._auth import TokenAuth
 from ._challenge import BearerChallenge, bearer_challenge
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
+from ._discovery import (
+    DiscoveryError,
+    IssuerMismatchError,
+    ResourceMismatchError,
+    UntrustedAuthorizationServerError,
+)
 from ._dpop import DPoP, DPoPNonceError, DPoPNotBoundError
 from ._errors import (
     AssertionSigningError,
@@ -60,6 +66,7 @@ __all__ = [
     "DPoP",
     "DPoPNonceError",
     "DPoPNotBoundError",
+    "DiscoveryError",
     "FileTokenStore",
     "InsecureTransportError",
     "InvalidClientError",
@@ -67,11 +74,13 @@ __all__ = [
     "InvalidRequestError",
     "InvalidScopeError",
     "InvalidTokenResponseError",
+    "IssuerMismatchError",
     "JWTBearerGrant",
     "NonVSCHARWarning",
     "PrivateKeyJWT",
     "ProviderError",
     "RedisTokenStore",
+    "ResourceMismatchError",
     "RetryPolicy",
     "Token",
     "TokenAuth",
@@ -85,6 +94,7 @@ __all__ = [
     "UnexpectedTokenResponseError",
     "UnsupportedGrantTypeError",
     "UnsupportedTokenTypeError",
+    "UntrustedAuthorizationServerError",
     "bearer_challenge",
     "generate_encryption_key",
 ]

@@ -27,6 +27,7 @@ import httpx
 
 from ._cache import TokenCache
 from ._challenge import decide_after_401, dpop_nonce_demanded
+from ._discovery import DiscoveryState, ServerMetadata, cache_for, resource_metadata_of
 from ._dpop import DPoP, Prover, nonce_demand_error, normalize_htu
 from ._errors import ConfigurationError, InsecureTransportError, TokenError, TokenTransportError
 from ._interpret import run_async, run_sync
@@ -148,6 +149,14 @@ class TokenAuthBase:
             else store.entry_names(_identity(provider, store, self._dpop)),
             dpop=self._dpop,
         )
+        discovered = provider._discovered if isinstance(provider, Grant) else None
+        if discovered is not None and isinstance(provider, Grant):
+            # A grant made by from_issuer: its metadata is cached per issuer, for every
+            # TokenAuth sending over the same token client (or over clients of their own).
+            cache = cache_for(token_client if token_client is not None else async_token_client)
+            self._acquisition.discovery = DiscoveryState(provider, discovered, cache)
+            if store is not None:
+                self._acquisition.identity = _identity(provider, store)
         reset_after_fork(self)
 
     # -- the two drivers -------------------------------------------------------------------
@@ -218,6 +227,18 @@ class TokenAuthBase:
         """
         self._acquisition.invalidate(token)
 
+    def _discover(self) -> tuple[ServerMetadata, Grant]:
+        """The issuer's metadata, checked, and the grant it completes (``discover`` in the CLI).
+
+        Nothing is sent to the token endpoint.
+        """
+        state = self._acquisition.discovery
+        if state is None:
+            raise ConfigurationError("this TokenAuth's grant was not made with from_issuer()")
+        deadline_at = time.monotonic() + self._acquisition.retry.deadline
+        metadata = run_sync(self, self._acquisition._server_metadata(state, deadline_at))
+        return metadata, state.resolved(metadata)
+
     # -- what both drivers share: the rules around one API request -------------------------
 
     def _fresh_for(self, request: Any) -> Token | None:
@@ -233,7 +254,10 @@ class TokenAuthBase:
                 "http (RFC 6750 §5.3): use https://, or TokenAuth(..., "
                 "allow_insecure_http=True) if this really is a trusted network"
             )
-        return self._cached()
+        token = self._cached()
+        if token is None and self._acquisition.discovery is not None:
+            self._acquisition.discovery.note_request(str(url))  # RFC 9728 §3.1, once
+        return token
 
     def _cached(self) -> Token | None:
         """The cached token if it is fresh. A clock that breaks reads as "not fresh": the
@@ -338,9 +362,13 @@ class TokenAuthBase:
                 extra={"event": "replay_refused", "reason": "token not sent to that origin"},
             )
             return False
-        decision = decide_after_401(
-            response.headers.get_list("www-authenticate"), dpop=self._dpop is not None
-        )
+        challenges = response.headers.get_list("www-authenticate")
+        decision = decide_after_401(challenges, dpop=self._dpop is not None)
+        discovery = self._acquisition.discovery
+        if decision.renew and discovery is not None:
+            metadata_url = resource_metadata_of(challenges)
+            if metadata_url is not None:  # RFC 9728 §5.1: read it before the next token
+                discovery.note_challenge(metadata_url, str(request.url))
         if not decision.renew:
             logger.debug(
                 "not replaying %s %s: %s",

@@ -37,6 +37,7 @@ import httpx
 from . import __version__
 from ._auth import TokenAuth
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
+from ._discovery import ServerMetadata, check_issuer
 from ._dpop import DPoP, DPoPNotBoundError, generate_key, public_jwk, thumbprint
 from ._errors import ConfigurationError, InsecureTransportError, TokenError
 from ._jwt import RESERVED_CLAIMS, ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
@@ -137,6 +138,16 @@ exit status: 0 a response arrived (with --fail: and its status is below 400),
 1 failure, 2 wrong command line or configuration.
 """
 
+_DISCOVER_EPILOG = f"""\
+examples:
+  {PROG} discover https://login.example.com/tenant
+  {PROG} discover https://as.example --client-id svc --client-secret-file secret.txt
+  {PROG} token --issuer https://as.example --client-id svc   # then use it
+
+exit status: 0 the metadata was found and passes the checks, 1 it was not found or
+fails them (the message says which), 2 wrong command line or configuration.
+"""
+
 _DEMO_EPILOG = """\
 The demo needs the 'testing' extra: pip install 'httpx-tokenauth[testing]'
 (or run ./scripts/demo from a clone). Nothing leaves 127.0.0.1.
@@ -152,10 +163,17 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
         "--token-url", metavar="URL", help=f"the token endpoint {_env_help('TOKEN_URL')}"
     )
     g.add_argument(
+        "--issuer",
+        metavar="URL",
+        help="instead of --token-url: the authorization server's issuer identifier; its "
+        "metadata (RFC 8414 / OpenID) gives the token endpoint and, without --auth, the "
+        f"client authentication {_env_help('ISSUER')}",
+    )
+    g.add_argument(
         "--grant",
         choices=GRANTS,
         help="client_credentials (the default) or jwt_bearer (RFC 7523: a signed "
-        f"assertion, see --issuer) {_env_help('GRANT')}",
+        f"assertion, see --assertion-issuer) {_env_help('GRANT')}",
     )
     g.add_argument(
         "--scope",
@@ -244,7 +262,11 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
     )
 
     g = p.add_argument_group("JWT-bearer grant (--grant jwt_bearer)")
-    g.add_argument("--issuer", metavar="ISS", help=f"the assertion's iss {_env_help('ISSUER')}")
+    g.add_argument(
+        "--assertion-issuer",
+        metavar="ISS",
+        help=f"the assertion's iss {_env_help('ASSERTION_ISSUER')}",
+    )
     g.add_argument("--subject", metavar="SUB", help=f"the assertion's sub {_env_help('SUBJECT')}")
     g.add_argument(
         "--claim",
@@ -377,6 +399,21 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--fail", action="store_true", help="exit 1 when the status is 400 or above")
     _add_provider_options(request)
 
+    discover = commands.add_parser(
+        "discover",
+        help="read an authorization server's metadata and show what would be used",
+        description="Fetch the metadata of the authorization server whose issuer is ISSUER\n"
+        "(RFC 8414, then OpenID Discovery), check it as TokenAuth does, and show what it\n"
+        "says and what a grant configured with --issuer ISSUER would use. Nothing is sent\n"
+        "to the token endpoint. Give the client options (--client-id and a secret or a key)\n"
+        "to see the client authentication chosen for them.",
+        epilog=_DISCOVER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    discover.add_argument("discover_issuer", metavar="ISSUER", help="the issuer identifier")
+    discover.add_argument("--json", action="store_true", help="print it as JSON")
+    _add_provider_options(discover)
+
     commands.add_parser(
         "demo",
         help="see TokenAuth work against a local authorization server and API",
@@ -407,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo.run(stdout)
         if args.command == "token":
             return _token_command(args, stdout)
+        if args.command == "discover":
+            return _discover_command(args, stdout)
         return _request_command(args, stdout, stderr)
     except (UsageError, ConfigurationError) as exc:
         _fail(stderr, exc)
@@ -572,6 +611,101 @@ def _iso(seconds: float) -> str:
         .isoformat(timespec="seconds")
         .replace("+00:00", "Z")
     )
+
+
+# -- discover ---------------------------------------------------------------------------
+
+
+def _discover_command(args: argparse.Namespace, stdout: TextIO) -> int:
+    if args.issuer is not None or args.token_url is not None:
+        raise UsageError("discover takes the issuer as its argument: drop --issuer/--token-url")
+    args.issuer = args.discover_issuer
+    args.token_url = None
+    has_client = _opt(args, "client_id", "CLIENT_ID") is not None and bool(
+        args.client_secret_env
+        or args.client_secret_file
+        or _has_default_secret()
+        or _opt(args, "key_file", "KEY_FILE")
+        or _opt(args, "service_account_file", "SERVICE_ACCOUNT_FILE")
+    )
+    if has_client:
+        provider = build_provider(args)
+    else:  # only the metadata: a stand-in grant, never used to send anything
+        issuer = _as_issuer(args)
+        assert issuer is not None  # noqa: S101 - args.issuer was just set
+        provider = ClientCredentials.from_issuer(
+            issuer,
+            client_id="discover",
+            client_secret="x" * 64,
+            allow_insecure_http=args.allow_insecure_http,
+        )
+    with _clients(args) as (token_client, _):
+        auth = TokenAuth(provider, token_client=token_client, retry=_retry(args))
+        metadata, resolved = auth._discover()
+    info = discovery_info(metadata, resolved if has_client else None)
+    if args.json:
+        stdout.write(json.dumps(info, indent=2) + "\n")
+        return EXIT_OK
+    width = max(len(k) for k in info)
+    for name, value in info.items():
+        if isinstance(value, dict):
+            stdout.write(f"{name}:\n")
+            for k, v in value.items():
+                stdout.write(f"  {k:<{width}} {_shown(v)}\n")
+        else:
+            stdout.write(f"{name:<{width + 2}} {_shown(value)}\n")
+    return EXIT_OK
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(not given)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "(none)"
+    return str(value)
+
+
+def discovery_info(metadata: ServerMetadata, resolved: object | None) -> dict[str, Any]:
+    """What ``discover`` prints: what the metadata says, and what would be used."""
+    info: dict[str, Any] = {
+        "issuer": metadata.issuer,
+        "metadata_url": metadata.url,
+        "token_endpoint": metadata.token_endpoint,
+        "token_endpoint_auth_methods_supported": _listed(
+            metadata.token_endpoint_auth_methods_supported
+        ),
+        "token_endpoint_auth_signing_alg_values_supported": _listed(
+            metadata.token_endpoint_auth_signing_alg_values_supported
+        ),
+        "grant_types_supported": _listed(metadata.grant_types_supported),
+        "dpop_signing_alg_values_supported": _listed(metadata.dpop_signing_alg_values_supported),
+        "cached_for_seconds": round(metadata.max_age),
+    }
+    used: dict[str, Any] = {"token_endpoint": metadata.token_endpoint}
+    client_auth = getattr(resolved, "_client_auth", None)
+    if resolved is None:
+        used["client_authentication"] = (
+            "chosen for the credentials: pass --client-id and a secret or --key-file to see it"
+        )
+    elif client_auth is None:
+        used["client_authentication"] = "none"
+    else:
+        used["client_authentication"] = client_auth.method
+        algorithm = getattr(client_auth, "algorithm", None)
+        if algorithm is not None:
+            used["signing_algorithm"] = algorithm
+            used["assertion_audience"] = getattr(client_auth, "_audience", None) or (
+                metadata.token_endpoint
+            )
+    audience = getattr(resolved, "audience", None)
+    if isinstance(resolved, JWTBearerGrant) and isinstance(audience, str):
+        used["grant_assertion_audience"] = audience
+    info["would_use"] = used
+    return info
+
+
+def _listed(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else list(values)
 
 
 # -- request ----------------------------------------------------------------------------
@@ -898,10 +1032,40 @@ _PARAM_FLAGS = {
 }
 #: The flag that sets what a claim the library computes would.
 _CLAIM_FLAGS = {
-    "iss": "--issuer",
+    "iss": "--assertion-issuer",
     "sub": "--subject",
     "aud": "--audience",
 }
+
+
+def _as_issuer(args: argparse.Namespace) -> str | None:
+    """--issuer (or HTTPX_TOKENAUTH_ISSUER): the authorization server's issuer, checked."""
+    issuer, origin = _opt_from(args, "issuer", "ISSUER")
+    token_url, url_origin = _opt_from(args, "token_url", "TOKEN_URL")
+    if issuer is None or (
+        token_url is not None and url_origin.startswith("--") and not origin.startswith("--")
+    ):
+        return None  # --token-url given: it wins over HTTPX_TOKENAUTH_ISSUER
+    if token_url is not None and origin.startswith("--") == url_origin.startswith("--"):
+        raise UsageError(
+            f"{origin} and {url_origin} both say where tokens come from: give one of them"
+        )
+    if "://" not in issuer:
+        raise UsageError(
+            f"{origin} {issuer[:60]!r} is not a URL: it is the authorization server's issuer "
+            "identifier, such as https://as.example (the JWT-bearer assertion's iss is "
+            "--assertion-issuer)"
+        )
+    try:
+        return check_issuer(issuer, allow_insecure_http=args.allow_insecure_http)
+    except InsecureTransportError:
+        raise UsageError(
+            f"{origin} {redacted_url(issuer)!r} uses plain http: the metadata that says where "
+            "credentials go must come over TLS. Use https://, or, on a test rig whose server "
+            "is not on loopback, pass --allow-insecure-http"
+        ) from None
+    except ConfigurationError as exc:
+        raise UsageError(f"{origin}: {exc}") from None
 
 
 def _token_url(args: argparse.Namespace, account: Mapping[str, str] | None) -> str:
@@ -911,7 +1075,10 @@ def _token_url(args: argparse.Namespace, account: Mapping[str, str] | None) -> s
         token_url = account.get("token_uri")
         origin = f"token_uri of {_account_origin(args)}"
     if not token_url:
-        raise UsageError(f"no token endpoint: pass --token-url URL or set {ENV_PREFIX}TOKEN_URL")
+        raise UsageError(
+            "no token endpoint: pass --token-url URL or --issuer URL (or set "
+            f"{ENV_PREFIX}TOKEN_URL or {ENV_PREFIX}ISSUER)"
+        )
     try:
         parts = urlsplit(token_url)
         has_userinfo = parts.username is not None or parts.password is not None
@@ -1040,7 +1207,8 @@ def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGra
     cannot be read.
     """
     account = _service_account(args)
-    token_url = _token_url(args, account)
+    as_issuer = _as_issuer(args)
+    token_url = as_issuer if as_issuer is not None else _token_url(args, account)
     grant = _opt(args, "grant", "GRANT") or ("jwt_bearer" if account else "client_credentials")
     if grant not in GRANTS:
         raise UsageError(f"{ENV_PREFIX}GRANT must be one of {', '.join(GRANTS)}, got {grant!r}")
@@ -1060,12 +1228,15 @@ def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGra
     extra_params = _checked_params(_pairs(args.param, "--param"))
     extra_claims = _checked_claims(_pairs(args.claim, "--claim"))
 
+    chosen = method
     method = _method(method, grant, key, explicit_secret)
     secret, secret_origin = (
         _client_secret(args) if method in SECRET_METHODS else (None, "the client secret")
     )
     origins = _Origins(key=key, secret=secret_origin)
     client_auth = _client_auth(method, key, args, origins)
+    if as_issuer is not None and chosen is None and method in SECRET_METHODS:
+        client_auth = None  # the metadata chooses (RFC 8414 token_endpoint_auth_methods)
 
     if grant == "client_credentials":
         if method is None:
@@ -1078,7 +1249,7 @@ def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGra
         if extra_claims:
             raise UsageError("--claim is for the jwt_bearer grant's assertion")
         with _in_cli_terms(origins, "the token options"):
-            return ClientCredentials(
+            return (ClientCredentials if as_issuer is None else ClientCredentials.from_issuer)(
                 token_url,
                 client_id=client_id,
                 client_secret=secret,
@@ -1092,12 +1263,14 @@ def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGra
 
     if key is None:
         raise UsageError("the jwt_bearer grant signs an assertion: pass --key-file PATH")
-    issuer = _opt(args, "issuer", "ISSUER") or (account or {}).get("client_email")
+    issuer = _opt(args, "assertion_issuer", "ASSERTION_ISSUER") or (account or {}).get(
+        "client_email"
+    )
     subject = _opt(args, "subject", "SUBJECT") or (account or {}).get("client_email")
     if not issuer or not subject:
         raise UsageError(
-            "the jwt_bearer grant needs the assertion's --issuer and --subject "
-            f"(or {ENV_PREFIX}ISSUER and {ENV_PREFIX}SUBJECT)"
+            "the jwt_bearer grant needs the assertion's --assertion-issuer and --subject "
+            f"(or {ENV_PREFIX}ASSERTION_ISSUER and {ENV_PREFIX}SUBJECT)"
         )
     values = audience[0]
     if len(values) > 1:
@@ -1105,7 +1278,7 @@ def build_provider(args: argparse.Namespace) -> ClientCredentials | JWTBearerGra
     if method is not None and not client_id:
         raise UsageError(f"--auth {method} needs --client-id (or {ENV_PREFIX}CLIENT_ID)")
     with _in_cli_terms(origins, key.origin):
-        return JWTBearerGrant(
+        return (JWTBearerGrant if as_issuer is None else JWTBearerGrant.from_issuer)(
             token_url,
             issuer=issuer,
             subject=subject,

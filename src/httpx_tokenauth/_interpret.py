@@ -18,6 +18,7 @@ from ._program import (
     AnyEffect,
     CallProvider,
     Detach,
+    FetchDocument,
     Program,
     Send,
     Sleep,
@@ -93,6 +94,8 @@ def _execute_sync(driver: Driver, effect: AnyEffect) -> object:
         return effect.flight.done.wait(max(0.0, effect.until - time.monotonic()))
     if isinstance(effect, StoreCall):
         return effect.store.execute(effect.op)
+    if isinstance(effect, FetchDocument):
+        return driver._send_sync(_document_request(effect.url), effect.deadline_at)
     if isinstance(effect, CallProvider):
         return effect.fetch()
     if isinstance(effect, Detach):
@@ -125,6 +128,8 @@ async def _execute_async(driver: Driver, effect: AnyEffect) -> object:
             with anyio.CancelScope(shield=True):
                 return await effect.store.aexecute(effect.op)
         return await effect.store.aexecute(effect.op)
+    if isinstance(effect, FetchDocument):
+        return await driver._send_async(_document_request(effect.url), effect.deadline_at)
     if isinstance(effect, CallProvider):
         if effect.is_async:
             return await cast(Awaitable[object], effect.fetch())
@@ -165,6 +170,12 @@ async def _wait(driver: Driver, effect: Wait) -> bool:
 def _unknown(effect: NoReturn) -> NoReturn:  # pragma: no cover - mypy proves it unreachable
     """Every effect has a branch above: mypy checks it, this says so at run time."""
     raise TypeError(f"unknown effect {effect!r}")
+
+
+def _document_request(url: str) -> TokenRequest:
+    from ._discovery import document_request  # noqa: PLC0415  (only grants made by issuer)
+
+    return document_request(url)
 
 
 def _anyio() -> ModuleType:

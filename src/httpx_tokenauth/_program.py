@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
 
 from ._cache import Need, TokenCache
 from ._dpop import (
@@ -62,6 +62,9 @@ from ._store import (
 )
 from ._token import RawResponse, Token
 
+if TYPE_CHECKING:
+    from ._discovery import DiscoveryState, ResourceMetadata, ServerMetadata
+
 __all__ = [
     "WAIT_MARGIN",
     "Acquisition",
@@ -69,6 +72,7 @@ __all__ = [
     "CallProvider",
     "Detach",
     "Effect",
+    "FetchDocument",
     "Flight",
     "Program",
     "Send",
@@ -164,8 +168,21 @@ class StoreCall(Effect[object]):
     shielded: bool = False  # run even while the caller is being cancelled (a lease release)
 
 
+@dataclass(frozen=True, slots=True)
+class FetchDocument(Effect[RawResponse]):
+    """GET a metadata document at ``url`` over the token client; give up at ``deadline_at``.
+
+    The same client, TLS settings, timeouts, size cap and bounded decoding as
+    a token request, and no redirects. Back: the RawResponse. Thrown in: a
+    TokenTransportError.
+    """
+
+    url: str
+    deadline_at: float
+
+
 #: Every effect the program can yield; the interpreters handle each one.
-AnyEffect = Send | Sleep | Wait | CallProvider | Detach | StoreCall
+AnyEffect = Send | Sleep | Wait | CallProvider | Detach | StoreCall | FetchDocument
 
 Program = Generator[AnyEffect, object, T]
 
@@ -243,6 +260,10 @@ class Acquisition:
         self.lib_name = lib_name
         self.flight: Flight | None = None
         self.guard = threading.Lock()  # held for a few instructions, never across I/O
+        #: For a grant made by from_issuer: what discovery has learned (set by TokenAuth).
+        self.discovery: DiscoveryState | None = None
+        #: With a shared store: the identity the entry names are made from (SPEC F1).
+        self.identity: tuple[str, ...] = ()
         reset_after_fork(self)
 
     # -- acquiring: one fetch for many callers ------------------------------------------
@@ -295,6 +316,8 @@ class Acquisition:
             if settled is not None:
                 return settled  # renewed (or failed) just before we boarded
             try:
+                if self.discovery is not None:
+                    yield from self._learn_resource(self.discovery)
                 token = yield from self._obtain(renewing=renewing, blocking=blocking)
             except _RenewingElsewhere as elsewhere:
                 return self._defer(elsewhere.current)
@@ -528,27 +551,35 @@ class Acquisition:
         retry = policy.start(self.monotonic())
         deadline_at = retry.started + policy.deadline
         nonce_retried = False  # SPEC D2: one use_dpop_nonce retry per attempt
+        moved = False  # the endpoint was looked up again in this acquisition
         while True:
             if self.monotonic() >= deadline_at:
                 raise self._deadline_error(policy)
+            grant = provider
             try:
+                if self.discovery is not None:
+                    grant = yield from self._discovered_grant(self.discovery, deadline_at)
                 if self.dpop is None:
-                    request = provider.token_request(self.now())
+                    request = grant.token_request(self.now())
                     raw = yield from perform(Send(request, deadline_at))
-                    token = provider.parse_response(raw, received_at=self.now())
+                    token = grant.parse_response(raw, received_at=self.now())
                 else:
-                    request = self._with_proof(provider.token_request(self.now()), self.dpop)
+                    request = self._with_proof(grant.token_request(self.now()), self.dpop)
                     raw = yield from perform(Send(request, deadline_at))
-                    token = self._bound(provider, raw, self.dpop)
+                    token = self._bound(grant, raw, self.dpop)
                 return self._fetched(token)
             except _DEADLINE as exc:  # never retried: the time is up
                 raise self._deadline_error(policy) from exc
             except TokenError as exc:
                 if self.dpop is not None and _demands_nonce(exc):
-                    if nonce_retried or self.dpop.nonce_for(provider.token_url) is None:
-                        raise self._nonce_error(provider, exc, nonce_retried) from exc
+                    if nonce_retried or self.dpop.nonce_for(grant.token_url) is None:
+                        raise self._nonce_error(grant, exc, nonce_retried) from exc
                     nonce_retried = True
                     continue  # at once: a new proof with the nonce, a new client assertion
+                if self.discovery is not None and grant is not provider and not moved:
+                    moved = True
+                    if (yield from self._endpoint_moved(self.discovery, grant, exc, deadline_at)):
+                        continue  # the metadata names a new token endpoint: try it at once
                 if (delay := self._retry_delay(retry, exc)) is None:
                     raise
             nonce_retried = False
@@ -576,6 +607,272 @@ class Acquisition:
     def _nonce_error(self, provider: Grant, exc: TokenError, retried: bool) -> TokenError:
         status = getattr(exc, "status_code", None) or 400
         return nonce_demand_error(normalize_htu(provider.token_url)[0], status, had_nonce=retried)
+
+    # -- discovery: the token endpoint from the issuer's metadata (SPEC M1-M4) ------------
+
+    def _discovered_grant(self, state: DiscoveryState, deadline_at: float) -> Program[Grant]:
+        """The grant completed from the issuer's metadata: cached, or fetched on first need."""
+        metadata = yield from self._server_metadata(state, deadline_at)
+        return state.resolved(metadata)
+
+    def _server_metadata(
+        self, state: DiscoveryState, deadline_at: float
+    ) -> Program[ServerMetadata]:
+        """The issuer's metadata: fresh from the cache, or fetched (keeping the last good one).
+
+        A refresh that fails for any reason (unreachable, an error status, a
+        document that fails its checks) leaves the last good document in use,
+        looked at again a minute later; only with no document yet does the
+        failure reach the caller.
+        """
+        key = state.key
+        cached, fresh = state.cache.get(key, self.monotonic())
+        if cached is not None and fresh:
+            return cached
+        try:
+            metadata = yield from self._fetch_server_metadata(state.issuer, deadline_at, state)
+        except TokenError as exc:
+            if cached is None or isinstance(exc, _DEADLINE):
+                raise
+            state.cache.keep(key, self.monotonic())
+            logger.warning(
+                "refreshing the metadata of %s failed (%s); the last good document stays in use",
+                state.issuer,
+                type(exc).__name__,
+                extra={
+                    "event": "metadata_refresh_failed",
+                    "token_endpoint": cached.token_endpoint,
+                    "outcome": type(exc).__name__,
+                },
+            )
+            return cached
+        state.cache.put(key, metadata, self.monotonic())
+        logger.info(
+            "metadata of %s: token endpoint %s",
+            state.issuer,
+            redacted(metadata.token_endpoint),
+            extra={
+                "event": "metadata_fetched",
+                "token_endpoint": redacted(metadata.token_endpoint),
+                "issuer": state.issuer,
+                "max_age": metadata.max_age,
+            },
+        )
+        return metadata
+
+    def _fetch_server_metadata(
+        self, issuer: str, deadline_at: float, state: DiscoveryState
+    ) -> Program[ServerMetadata]:
+        """Try each well-known location in turn (RFC 8414 §3.1, OpenID Discovery §4)."""
+        from ._discovery import (  # noqa: PLC0415  (only grants made by issuer get here)
+            NOT_HERE,
+            DiscoveryError,
+            metadata_urls,
+            parse_server_metadata,
+        )
+
+        urls = metadata_urls(issuer)
+        for url in urls:
+            raw = yield from self._document(url, deadline_at)
+            if raw.status_code in NOT_HERE:
+                continue
+            return parse_server_metadata(
+                raw,
+                issuer=issuer,
+                url=url,
+                allow_insecure_http=state.discovered.allow_insecure_http,
+            )
+        raise DiscoveryError(
+            f"found no authorization server metadata for {issuer!r}: tried "
+            f"{', '.join(redacted(u) for u in urls)}. Is the issuer right (exactly as the "
+            "server names it)?",
+            url=redacted(urls[0]),
+            status_code=404,
+        )
+
+    def _document(self, url: str, deadline_at: float) -> Program[RawResponse]:
+        """One metadata GET; a body the transport refused (too large, undecodable) is a
+        DiscoveryError, like any other document that cannot be used."""
+        from ._discovery import DiscoveryError  # noqa: PLC0415
+        from ._errors import UnexpectedTokenResponseError  # noqa: PLC0415
+
+        try:
+            return (yield from perform(FetchDocument(url, deadline_at)))
+        except DiscoveryError:
+            raise
+        except UnexpectedTokenResponseError as exc:
+            raise DiscoveryError(
+                f"{exc} ({redacted(url)})",
+                url=redacted(url),
+                status_code=exc.status_code,
+                content_type=exc.content_type,
+            ) from None
+
+    def _endpoint_moved(
+        self, state: DiscoveryState, grant: Grant, exc: TokenError, deadline_at: float
+    ) -> Program[bool]:
+        """The token endpoint stopped answering (refused, 404): look it up again.
+
+        True when the fresh metadata names another endpoint, to be tried at
+        once; False to go on by the retry rules (same endpoint, or the refresh
+        failed and the last good document stays).
+        """
+        from ._discovery import endpoint_gone  # noqa: PLC0415
+
+        if not endpoint_gone(exc):
+            return False
+        state.cache.expire(state.key)
+        metadata = yield from self._server_metadata(state, deadline_at)
+        moved = metadata.token_endpoint != grant.token_url
+        if moved:
+            logger.info(
+                "token endpoint %s stopped answering (%s); the metadata of %s now names %s",
+                redacted(grant.token_url),
+                type(exc).__name__,
+                state.issuer,
+                redacted(metadata.token_endpoint),
+                extra={
+                    "event": "token_endpoint_moved",
+                    "token_endpoint": redacted(metadata.token_endpoint),
+                    "outcome": type(exc).__name__,
+                },
+            )
+        return moved
+
+    # -- RFC 9728: what the protected resource says (SPEC M2, M3) -------------------------
+
+    def _learn_resource(self, state: DiscoveryState) -> Program[None]:
+        """Before fetching: read the protected resource metadata that is pending, once each.
+
+        The first API request's well-known location (once per TokenAuth), and
+        any ``resource_metadata`` a 401 named. A document that names only
+        authorization servers the user did not allow stops here, with
+        nothing sent anywhere.
+        """
+        probe, challenges = state.take()
+        if not probe and not challenges:
+            return
+        deadline_at = self.monotonic() + self.retry.deadline
+        if probe is not None:
+            yield from self._probe_resource(state, probe, deadline_at)
+        for metadata_url, request_url in challenges:
+            yield from self._challenged_resource(state, metadata_url, request_url, deadline_at)
+
+    def _probe_resource(
+        self, state: DiscoveryState, request_url: str, deadline_at: float
+    ) -> Program[None]:
+        """RFC 9728 §3.1: look for the API's metadata at its well-known locations.
+
+        Not there, not reachable, not a metadata document, or for another
+        resource: carry on without it (most APIs publish none). A document
+        that is there is used like one a challenge named.
+        """
+        from ._discovery import (  # noqa: PLC0415
+            NOT_HERE,
+            DiscoveryError,
+            UntrustedAuthorizationServerError,
+            parse_resource_metadata,
+            resource_metadata_urls,
+        )
+
+        for url, identifier in resource_metadata_urls(request_url):
+            try:
+                raw = yield from self._document(url, deadline_at)
+                if raw.status_code in NOT_HERE:
+                    continue
+                metadata = parse_resource_metadata(
+                    raw,
+                    url=url,
+                    request_url=request_url,
+                    identifier=identifier,
+                    allow_insecure_http=state.discovered.allow_insecure_http,
+                )
+                self._use_resource(state, metadata)
+            except UntrustedAuthorizationServerError:
+                raise
+            except (DiscoveryError, TokenTransportError) as exc:
+                logger.debug(
+                    "no usable protected resource metadata at %s (%s)",
+                    redacted(url),
+                    type(exc).__name__,
+                    extra={"event": "resource_metadata_absent", "outcome": type(exc).__name__},
+                )
+                if isinstance(exc, TokenTransportError):
+                    return  # the API's host is not reachable this way: do not try again
+                continue
+            return
+
+    def _challenged_resource(
+        self, state: DiscoveryState, metadata_url: str, request_url: str, deadline_at: float
+    ) -> Program[None]:
+        """RFC 9728 §5: the metadata a 401 named, fetched once; its checks apply every time."""
+        from ._discovery import (  # noqa: PLC0415
+            DiscoveryError,
+            ResourceMetadata,
+            parse_resource_metadata,
+        )
+
+        if metadata_url in state.outcomes:
+            outcome = state.outcomes[metadata_url]
+            if isinstance(outcome, DiscoveryError):
+                raise _fresh(outcome)
+            if isinstance(outcome, ResourceMetadata):
+                self._use_resource(state, outcome, metadata_url)
+            return
+        outcome_: ResourceMetadata | DiscoveryError | None = None
+        try:
+            _check_metadata_url(metadata_url, state.discovered.allow_insecure_http)
+            raw = yield from self._document(metadata_url, deadline_at)
+            outcome_ = parse_resource_metadata(
+                raw,
+                url=metadata_url,
+                request_url=request_url,
+                allow_insecure_http=state.discovered.allow_insecure_http,
+            )
+            self._use_resource(state, outcome_, metadata_url)
+        except DiscoveryError as exc:
+            state.outcomes[metadata_url] = exc
+            raise
+        except TokenTransportError as exc:
+            logger.warning(
+                "the protected resource metadata %s named by a 401 could not be fetched (%s); "
+                "going on with %s",
+                redacted(metadata_url),
+                type(exc).__name__,
+                state.issuer,
+                extra={"event": "resource_metadata_failed", "outcome": type(exc).__name__},
+            )
+        state.outcomes[metadata_url] = outcome_
+
+    def _use_resource(
+        self, state: DiscoveryState, metadata: ResourceMetadata, named_by: str | None = None
+    ) -> None:
+        """Adopt what a checked document says: the issuer to use (if allowed) and the resource."""
+        from ._discovery import UntrustedAuthorizationServerError, choose_issuer  # noqa: PLC0415
+
+        try:
+            issuer = choose_issuer(
+                metadata,
+                configured=state.discovered.issuer,
+                allowed=state.discovered.allowed_issuers,
+            )
+        except UntrustedAuthorizationServerError as exc:
+            if named_by is not None:
+                state.outcomes[named_by] = exc
+            raise
+        changed = (issuer, metadata.resource) != (state.issuer, state.resource)
+        state.issuer, state.resource = issuer, metadata.resource
+        if changed and self.store is not None and self.identity:
+            self.names = self.store.entry_names(
+                (*self.identity, f"as={issuer}", f"prm_resource={metadata.resource}")
+            )
+        logger.info(
+            "protected resource %s: tokens from %s, resource=%s",
+            redacted(metadata.url),
+            issuer,
+            metadata.resource,
+            extra={"event": "resource_metadata", "issuer": issuer, "resource": metadata.resource},
+        )
 
     def _call_provider(
         self, provider: TokenProvider | AsyncTokenProvider, blocking: bool
@@ -738,6 +1035,28 @@ def _check_provided(token: object, source: str) -> Token:
             "Token(access_token, expires_at=...)"
         )
     return token
+
+
+def redacted(url: str) -> str:
+    from ._url import redacted_url  # noqa: PLC0415
+
+    return redacted_url(url)
+
+
+def _check_metadata_url(url: str, allow_insecure_http: bool) -> None:
+    """A metadata URL a server named: https (loopback aside), or nothing is fetched."""
+    from ._discovery import DiscoveryError  # noqa: PLC0415
+    from ._url import check_token_url  # noqa: PLC0415
+
+    try:
+        check_token_url(url, allow_insecure_http=allow_insecure_http)
+    except ConfigurationError:
+        raise DiscoveryError(
+            f"the 401 names protected resource metadata at {redacted(url)!r}, which is not an "
+            "https URL this client fetches (plain http, a fragment, credentials in it): not "
+            "fetched",
+            url=redacted(url),
+        ) from None
 
 
 def _finite(value: float) -> bool:

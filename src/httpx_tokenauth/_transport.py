@@ -212,7 +212,7 @@ def send_sync(
     """
     try:
         with client.stream(**_stream_args(request, timeout)) as response:
-            body = _Body(response, request.url, deadline_at)
+            body = _Body(response, request.url, deadline_at, _what(request))
             if response.is_stream_consumed:  # a transport that handed over a read response
                 body.add_decoded(response.content)
             else:
@@ -232,7 +232,7 @@ def _stream_args(request: TokenRequest, timeout: Any = None) -> dict[str, Any]:
         "method": request.method,
         "url": request.url,
         "headers": _with_accept_encoding(request.headers),
-        "content": request.body,
+        "content": _content(request),
         "follow_redirects": False,
         "auth": None,
     }
@@ -247,7 +247,7 @@ async def send_async(
     """The async mirror of send_sync."""
     try:
         async with client.stream(**_stream_args(request)) as response:
-            body = _Body(response, request.url, deadline_at)
+            body = _Body(response, request.url, deadline_at, _what(request))
             if response.is_stream_consumed:
                 body.add_decoded(response.content)
             else:
@@ -266,6 +266,16 @@ async def send_async(
     except Exception as exc:
         raise _transport_error(lib, exc, request.url) from exc
     return raw
+
+
+def _content(request: TokenRequest) -> bytes | None:
+    """The body to send: the form for a token request, nothing for a metadata GET."""
+    return None if request.method == "GET" else request.body
+
+
+def _what(request: TokenRequest) -> str:
+    """What the answer is, for messages about its body."""
+    return "metadata document" if request.method == "GET" else "token endpoint response"
 
 
 #: Steps a body iterator may take to reach its end once its response is closed.
@@ -308,9 +318,16 @@ class _Body:
     as each chunk arrives.
     """
 
-    __slots__ = ("_chunks", "_deadline_at", "_received", "_response", "_stages", "_url")
+    __slots__ = ("_chunks", "_deadline_at", "_received", "_response", "_stages", "_url", "what")
 
-    def __init__(self, response: Any, url: str, deadline_at: float | None) -> None:
+    def __init__(
+        self,
+        response: Any,
+        url: str,
+        deadline_at: float | None,
+        what: str = "token endpoint response",
+    ) -> None:
+        self.what = what
         self._response = response
         self._url = url
         self._deadline_at = deadline_at
@@ -330,8 +347,7 @@ class _Body:
 
     def too_large(self) -> UnexpectedTokenResponseError:
         return self.error(
-            f"token endpoint response is larger than {MAX_RESPONSE_BYTES} bytes; "
-            "refusing to read more"
+            f"{self.what} is larger than {MAX_RESPONSE_BYTES} bytes; refusing to read more"
         )
 
     def _check_deadline(self) -> None:
@@ -400,13 +416,13 @@ class _Stage:
     def end(self) -> None:
         if not self._decoder.complete():
             raise self._body.error(
-                f"token endpoint response body ends before its {self._name} data does "
+                f"{self._body.what} body ends before its {self._name} data does "
                 "(a truncated response)"
             )
 
     def _undecodable(self, exc: Exception) -> UnexpectedTokenResponseError:
         return self._body.error(
-            f"token endpoint response is not valid {self._name} data, as its "
+            f"{self._body.what} is not valid {self._name} data, as its "
             f"Content-Encoding says: {type(exc).__name__}: {printable(str(exc), 120)}"
         )
 
@@ -598,7 +614,7 @@ def _decoders(value: str, body: _Body) -> list[tuple[str, _Decoder]]:
     names = [n for n in names if n and n != "identity"]
     if len(names) > _MAX_CODINGS:
         raise body.error(
-            f"token endpoint response has {len(names)} stacked Content-Encodings; "
+            f"{body.what} has {len(names)} stacked Content-Encodings; "
             f"at most {_MAX_CODINGS} are decoded"
         )
     return [(name, _decoder(name, body)) for name in reversed(names)]
@@ -618,7 +634,7 @@ def _decoder(name: str, body: _Body) -> _Decoder:
         "zstd": " (install backports.zstd, or use Python 3.14, to accept it)",
     }.get(name, "")
     raise body.error(
-        f"token endpoint response has Content-Encoding {printable(name, 40)!r}, which "
+        f"{body.what} has Content-Encoding {printable(name, 40)!r}, which "
         f"this client cannot decode{hint}; the request asked for {accept_encoding()}"
     )
 

@@ -141,6 +141,8 @@ class TokenRequestRecord:
     #: The subjectAltName values of the TLS client certificate, if one was presented.
     client_cert_identities: tuple[str, ...]
     access_token: str | None = field(default=None, repr=False)
+    #: The RFC 8707 ``resource`` values of the request (they become the token's ``aud``).
+    resource: tuple[str, ...] = ()
 
 
 class _Client(ClientMixin):  # type: ignore[misc]
@@ -386,10 +388,16 @@ class LocalAuthorizationServer:
     once. The JWT-bearer assertion's ``iss`` is a registered client id.
 
     Access tokens are ES256 JWTs (``typ: at+jwt``) with ``iss``, ``sub`` (the
-    client id, or the assertion's subject), ``aud`` (``audience``),
-    ``client_id``, ``scope``, ``iat`` and ``exp`` (seconds, with fractions) and
-    ``jti``, signed with a key made for this server (``public_key``, also
-    served at ``/jwks``), and ``expires_in`` is ``token_lifetime``.
+    client id, or the assertion's subject), ``aud`` (``audience``, or the
+    RFC 8707 ``resource`` the request named), ``client_id``, ``scope``,
+    ``iat`` and ``exp`` (seconds, with fractions) and ``jti``, signed with a
+    key made for this server (``public_key``, also served at ``/jwks``), and
+    ``expires_in`` is ``token_lifetime``.
+
+    Its metadata (RFC 8414) is served at ``/.well-known/oauth-authorization-server``
+    and, the same document, at ``/.well-known/openid-configuration``;
+    ``metadata_overrides`` changes fields of it, ``metadata_requests`` lists
+    what was fetched.
 
     The TLS certificate comes from ``ca``. The server asks for an optional
     client certificate and records the identities of any it gets.
@@ -416,6 +424,10 @@ class LocalAuthorizationServer:
         self.key_id = secrets.token_hex(8)
         self._clients: dict[str, _Client] = {}
         self._records: list[TokenRequestRecord] = []
+        self._metadata_requests: list[str] = []
+        #: Fields that replace (or, set to None, remove) those of the metadata documents
+        #: served from now on, e.g. ``{"token_endpoint_auth_methods_supported": [...]}``.
+        self.metadata_overrides: dict[str, Any] = {}
         self._arrivals = 0
         self._seen_jtis: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -512,6 +524,12 @@ class LocalAuthorizationServer:
         with self._lock:
             return len(self._records)
 
+    @property
+    def metadata_requests(self) -> list[str]:
+        """The paths of the metadata documents served since the last ``reset()``, in order."""
+        with self._lock:
+            return list(self._metadata_requests)
+
     def issued_tokens(self) -> list[str]:
         """The access tokens issued since the last ``reset()``, in order."""
         return [r.access_token for r in self.token_requests if r.access_token]
@@ -550,8 +568,10 @@ class LocalAuthorizationServer:
         """Forget the requests seen and restore ``token_lifetime``; clients stay registered."""
         with self._lock:
             self._records.clear()
+            self._metadata_requests.clear()
             self._arrivals = 0
         self._token_lifetime = self._default_lifetime
+        self.metadata_overrides = {}
         self._release.set()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -629,13 +649,17 @@ class LocalAuthorizationServer:
             return flask.jsonify({"keys": [self._public_jwk()]})
 
         def metadata() -> flask.Response:
+            with self._lock:
+                self._metadata_requests.append(flask.request.path)
             return flask.jsonify(self._metadata())
 
         app.add_url_rule("/token", "token", token, methods=["POST"])
         app.add_url_rule("/jwks", "jwks", jwks, methods=["GET"])
+        # RFC 8414 §3 and OpenID Connect Discovery 1.0 §4: the same document at both.
         app.add_url_rule(
             "/.well-known/oauth-authorization-server", "metadata", metadata, methods=["GET"]
         )
+        app.add_url_rule("/.well-known/openid-configuration", "openid", metadata, methods=["GET"])
         return app
 
     def _token_endpoint(self, oauth: _OAuthServer) -> flask.Response:
@@ -655,6 +679,7 @@ class LocalAuthorizationServer:
             scope=body.get("scope"),
             client_cert_identities=_client_cert_identities(flask.request.environ),
             access_token=body.get("access_token"),
+            resource=tuple(flask.request.form.getlist("resource")),
         )
         with self._lock:
             self._records.append(record)
@@ -667,10 +692,15 @@ class LocalAuthorizationServer:
         flask.g.lifetime = lifetime
         flask.g.client_id = client.client_id
         now = time.time()
+        # RFC 8707 §2: a token requested for resources is for them (its audience).
+        resources = flask.request.form.getlist("resource")
+        audience: str | list[str] = self.audience
+        if resources:
+            audience = resources[0] if len(resources) == 1 else resources
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": user.subject if user is not None else client.client_id,
-            "aud": self.audience,
+            "aud": audience,
             "client_id": client.client_id,
             "iat": now,
             "exp": now + lifetime,
@@ -707,8 +737,8 @@ class LocalAuthorizationServer:
         return {**key.as_dict(), "alg": "ES256", "use": "sig"}
 
     def _metadata(self) -> dict[str, Any]:
-        """RFC 8414 authorization server metadata."""
-        return {
+        """RFC 8414 authorization server metadata, with ``metadata_overrides`` applied."""
+        document: dict[str, Any] = {
             "issuer": self.issuer,
             "token_endpoint": self.token_url,
             "jwks_uri": f"{self.issuer}/jwks",
@@ -716,6 +746,12 @@ class LocalAuthorizationServer:
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         }
+        for name, value in dict(self.metadata_overrides).items():
+            if value is None:
+                document.pop(name, None)
+            else:
+                document[name] = value
+        return document
 
 
 def _discard(token: Any, request: Any) -> None:

@@ -525,6 +525,20 @@ async def test_m4_a_key_no_listed_algorithm_fits_is_a_typed_error(env: Env) -> N
 
 
 @pytest.mark.anyio
+async def test_m4_a_dpop_algorithm_the_server_does_not_list_is_a_typed_error(env: Env) -> None:
+    """With DPoP on, metadata listing other proof algorithms stops before any token request,
+    naming what the server accepts and how to choose it."""
+    from httpx_tokenauth import ConfigurationError, DPoP
+
+    servers = Servers()
+    servers.metadata(as_doc(dpop_signing_alg_values_supported=["EdDSA"]))
+    make(env, servers, grant(), dpop=DPoP())
+    with pytest.raises(ConfigurationError, match=r"EdDSA, not ES256.*DPoP\(algorithm='EdDSA'\)"):
+        await env.request()
+    assert servers.posts() == []
+
+
+@pytest.mark.anyio
 async def test_m4_jwt_bearer_assertion_is_addressed_to_the_issuer(env: Env) -> None:
     """JWTBearerGrant.from_issuer: issuer= is the assertion's iss, its aud the AS issuer."""
     key = ec.generate_private_key(ec.SECP256R1())

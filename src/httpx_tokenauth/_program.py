@@ -613,6 +613,13 @@ class Acquisition:
     def _discovered_grant(self, state: DiscoveryState, deadline_at: float) -> Program[Grant]:
         """The grant completed from the issuer's metadata: cached, or fetched on first need."""
         metadata = yield from self._server_metadata(state, deadline_at)
+        supported = metadata.dpop_signing_alg_values_supported
+        if self.dpop is not None and supported and self.dpop.algorithm not in supported:
+            raise ConfigurationError(
+                f"the authorization server {state.issuer} accepts DPoP proofs signed with "
+                f"{', '.join(supported)}, not {self.dpop.algorithm}: pass "
+                f"DPoP(algorithm={supported[0]!r}) (or a key for one of those)"
+            )
         return state.resolved(metadata)
 
     def _server_metadata(

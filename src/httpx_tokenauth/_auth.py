@@ -32,6 +32,7 @@ from ._program import Acquisition, Program, reset_after_fork
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy
+from ._stats import FORCED, REJECTED, Recorder, TokenStats
 from ._store import TokenStore
 from ._token import RawResponse, Token
 from ._transport import HTTPX, DeadlineExceededError, HTTPLib, replayable, send_async, send_sync
@@ -79,6 +80,9 @@ class TokenAuthBase:
         cooldown: float = 5.0,
         clock: Callable[[], float] = time.time,
         store: TokenStore | None = None,
+        telemetry: bool = False,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
         if isinstance(provider, type):
             raise ConfigurationError(
@@ -130,6 +134,7 @@ class TokenAuthBase:
             self._source = type(provider).__name__
             host = None
         self._store = store
+        recorder = Recorder(_telemetry(telemetry, meter_provider, tracer_provider, host, provider))
         self._acquisition = Acquisition(
             provider,
             cache=self._cache,
@@ -140,6 +145,7 @@ class TokenAuthBase:
             lib_name=lib,
             store=store,
             names=None if store is None else store.entry_names(_identity(provider, store)),
+            recorder=recorder,
         )
         reset_after_fork(self)
 
@@ -176,19 +182,39 @@ class TokenAuthBase:
 
     # -- the token itself, for other channels (gRPC, websockets, a CLI) -------------------
 
-    def get_token(self) -> Token:
+    def get_token(self, *, force: bool = False) -> Token:
         """The current token, fetched or renewed first if needed, by the same rules.
 
         For channels other than httpx (gRPC metadata, a websocket header). If
         that channel rejects the token, pass it to ``invalidate`` and call
-        ``get_token`` again.
+        ``get_token`` again. ``force=True`` drops the cached token, valid or
+        not, and fetches a new one (reason ``forced``): callers that need a
+        token meanwhile wait for that fetch, and if it fails, there is no
+        token until the next fetch succeeds.
         """
+        if force is not False and check_flag("force", force):
+            self._acquisition.force(FORCED)
+            return run_sync(self, self._acquire(True))
         return self._cache.fresh(self._clock()) or run_sync(self, self._acquire(True))
 
-    async def aget_token(self) -> Token:
+    async def aget_token(self, *, force: bool = False) -> Token:
         """The async mirror of ``get_token``."""
+        if force is not False and check_flag("force", force):
+            self._acquisition.force(FORCED)
+            return await run_async(self, self._acquire(False))
         token = self._cache.fresh(self._clock())
         return token if token is not None else await run_async(self, self._acquire(False))
+
+    def stats(self) -> TokenStats:
+        """What this TokenAuth did to get its tokens so far, as an immutable snapshot.
+
+        Token requests by reason and outcome, retries, replays after a 401 and
+        refused ones, shared-store hits, misses and failures, the time requests
+        spent waiting for a token, and the last rate-limit headers of the token
+        endpoint. Requests served from the cache are not counted (they cost
+        nothing to serve, and nothing to count).
+        """
+        return self._acquisition.recorder.snapshot()
 
     def invalidate(self, token: Token) -> None:
         """Drop ``token`` from the cache if it is still the current one (compare-and-invalidate).
@@ -221,7 +247,7 @@ class TokenAuthBase:
         return replayable(self._lib, request)  # before sending: a transport may buffer it
 
     def _acquire(self, blocking: bool) -> Program[Token]:
-        return self._acquisition.acquire(blocking=blocking)
+        return self._acquisition.acquire_observed(blocking=blocking)
 
     def _after_401(
         self, request: Any, response: Any, token: Token, can_replay: bool, blocking: bool = False
@@ -239,6 +265,8 @@ class TokenAuthBase:
             if can_replay:
                 raise
             return None  # the body cannot be resent: the caller gets the 401 (renewal failed too)
+        if can_replay:
+            self._acquisition.recorder.replay(True)
         return renewed if can_replay else None
 
     def _renews(self, request: Any, response: Any, token: Token, can_replay: bool) -> bool:
@@ -246,6 +274,7 @@ class TokenAuthBase:
         if response.request.headers.get("Authorization") != token.authorization:
             # A redirect took the request to another origin and httpx dropped our
             # header: this 401 is not about our token.
+            self._acquisition.recorder.replay(False)
             logger.debug(
                 "401 from %s is not about our token (it was not sent there)",
                 redacted_url(str(response.request.url)),
@@ -254,6 +283,7 @@ class TokenAuthBase:
             return False
         decision = decide_after_401(response.headers.get_list("www-authenticate"))
         if not decision.renew:
+            self._acquisition.recorder.replay(False)
             logger.debug(
                 "not replaying %s %s: %s",
                 request.method,
@@ -262,8 +292,9 @@ class TokenAuthBase:
                 extra={"event": "replay_refused", "reason": decision.reason},
             )
             return False
-        self._acquisition.invalidate(token)
+        self._acquisition.invalidate(token, REJECTED)
         if not can_replay:
+            self._acquisition.recorder.replay(False)
             logger.warning(
                 "%s %s got %s; the token will be renewed, but the request body is a "
                 "stream that cannot be sent twice, so the 401 is returned to the caller",
@@ -394,6 +425,28 @@ def _anyio() -> ModuleType:
     import anyio.to_thread  # noqa: PLC0415
 
     return anyio
+
+
+#: Grant names for telemetry attributes; other providers are named by their class.
+_GRANTS = {"ClientCredentials": "client_credentials", "JWTBearerGrant": "jwt_bearer"}
+
+
+def _telemetry(
+    telemetry: object,
+    meter_provider: object,
+    tracer_provider: object,
+    host: str | None,
+    provider: Provider,
+) -> Any:
+    """The OpenTelemetry instruments asked for (SPEC O3), or None; nothing imported if not."""
+    if telemetry is False and meter_provider is None and tracer_provider is None:
+        return None
+    from ._otel import telemetry_for  # noqa: PLC0415  (only when telemetry is asked for)
+
+    name = type(provider).__name__
+    return telemetry_for(
+        telemetry, meter_provider, tracer_provider, host=host, grant=_GRANTS.get(name, name)
+    )
 
 
 def _identity(provider: Provider, store: object) -> tuple[str, ...]:

@@ -748,6 +748,7 @@ class Acquisition:
                 "event": "renewal_failed",
                 "token_endpoint": self.source,
                 "host": self.host,
+                "reason": EARLY,
                 "outcome": type(exc).__name__,
                 "expires_in": kept.expires_in(now),
             },

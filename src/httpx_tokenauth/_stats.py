@@ -139,13 +139,13 @@ class Recorder:
     """The counters behind ``TokenAuth.stats()``, and the OpenTelemetry instruments if asked."""
 
     __slots__ = (
+        "__weakref__",
         "_counts",
         "_fetched_at",
         "_lock",
         "_quiet_until",
         "_rate_limit",
         "_requests",
-        "__weakref__",
         "_wait_seconds",
         "telemetry",
     )

@@ -407,15 +407,15 @@ class TokenAuth(TokenAuthBase, httpx.Auth):
     no redirects. They never go through the client TokenAuth is attached to,
     so token responses never show up in its history or event hooks.
 
-    Bearer tokens are only sent over https, to loopback hosts, or anywhere
-    with ``allow_insecure_http=True`` (SPEC T3). ``clock`` returns the current
-    time in seconds (``time.time`` by default).
-
     ``stats()`` says what getting tokens has cost so far, and every token
     request is logged with the reason it was made. ``telemetry=True`` also
     reports OpenTelemetry metrics and a span per token request through the
     globally configured providers; ``meter_provider=`` / ``tracer_provider=``
     pass others (both need ``opentelemetry-api``: the ``otel`` extra).
+
+    Bearer tokens are only sent over https, to loopback hosts, or anywhere
+    with ``allow_insecure_http=True`` (SPEC T3). ``clock`` returns the current
+    time in seconds (``time.time`` by default).
     """
 
     _lib = HTTPX

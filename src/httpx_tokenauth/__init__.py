@@ -46,10 +46,11 @@ from ._errors import (
 from ._jwt import ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
 from ._providers import AsyncTokenProvider, ClientCredentials, TokenProvider
 from ._retry import RetryPolicy
+from ._stats import TokenStats
 from ._store import TokenStore, generate_encryption_key
 from ._store_file import FileTokenStore
 from ._store_redis import RedisTokenStore
-from ._token import Token
+from ._token import RateLimit, Token
 
 __version__ = "0.1.0"
 
@@ -79,6 +80,7 @@ __all__ = [
     "NonVSCHARWarning",
     "PrivateKeyJWT",
     "ProviderError",
+    "RateLimit",
     "RedisTokenStore",
     "ResourceMismatchError",
     "RetryPolicy",
@@ -88,6 +90,7 @@ __all__ = [
     "TokenError",
     "TokenProvider",
     "TokenResponseError",
+    "TokenStats",
     "TokenStore",
     "TokenTransportError",
     "UnauthorizedClientError",

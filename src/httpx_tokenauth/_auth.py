@@ -35,6 +35,7 @@ from ._program import Acquisition, Program, reset_after_fork
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy
+from ._stats import FORCED, REJECTED, Recorder, TokenStats
 from ._store import TokenStore
 from ._token import RawResponse, Token
 from ._transport import HTTPX, DeadlineExceededError, HTTPLib, replayable, send_async, send_sync
@@ -83,6 +84,9 @@ class TokenAuthBase:
         clock: Callable[[], float] = time.time,
         store: TokenStore | None = None,
         dpop: DPoP | None = None,
+        telemetry: bool = False,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
         if isinstance(provider, type):
             raise ConfigurationError(
@@ -135,6 +139,7 @@ class TokenAuthBase:
             self._source = type(provider).__name__
             host = None
         self._store = store
+        recorder = Recorder(_telemetry(telemetry, meter_provider, tracer_provider, host, provider))
         self._acquisition = Acquisition(
             provider,
             cache=self._cache,
@@ -148,6 +153,7 @@ class TokenAuthBase:
             if store is None
             else store.entry_names(_identity(provider, store, self._dpop)),
             dpop=self._dpop,
+            recorder=recorder,
         )
         discovered = provider._discovered if isinstance(provider, Grant) else None
         if discovered is not None and isinstance(provider, Grant):
@@ -205,19 +211,39 @@ class TokenAuthBase:
 
     # -- the token itself, for other channels (gRPC, websockets, a CLI) -------------------
 
-    def get_token(self) -> Token:
+    def get_token(self, *, force: bool = False) -> Token:
         """The current token, fetched or renewed first if needed, by the same rules.
 
         For channels other than httpx (gRPC metadata, a websocket header). If
         that channel rejects the token, pass it to ``invalidate`` and call
-        ``get_token`` again.
+        ``get_token`` again. ``force=True`` drops the cached token, valid or
+        not, and fetches a new one (reason ``forced``): callers that need a
+        token meanwhile wait for that fetch, and if it fails, there is no
+        token until the next fetch succeeds.
         """
+        if force is not False and check_flag("force", force):
+            self._acquisition.force(FORCED)
+            return run_sync(self, self._acquire(True))
         return self._cached() or run_sync(self, self._acquire(True))
 
-    async def aget_token(self) -> Token:
+    async def aget_token(self, *, force: bool = False) -> Token:
         """The async mirror of ``get_token``."""
+        if force is not False and check_flag("force", force):
+            self._acquisition.force(FORCED)
+            return await run_async(self, self._acquire(False))
         token = self._cached()
         return token if token is not None else await run_async(self, self._acquire(False))
+
+    def stats(self) -> TokenStats:
+        """What this TokenAuth did to get its tokens so far, as an immutable snapshot.
+
+        Token requests by reason and outcome, retries, replays after a 401 and
+        refused ones, shared-store hits, misses and failures, the time requests
+        spent waiting for a token, and the last rate-limit headers of the token
+        endpoint. Requests served from the cache are not counted (they cost
+        nothing to serve, and nothing to count).
+        """
+        return self._acquisition.recorder.snapshot()
 
     def invalidate(self, token: Token) -> None:
         """Drop ``token`` from the cache if it is still the current one (compare-and-invalidate).
@@ -273,7 +299,7 @@ class TokenAuthBase:
         return replayable(self._lib, request)  # before sending: a transport may buffer it
 
     def _acquire(self, blocking: bool) -> Program[Token]:
-        return self._acquisition.acquire(blocking=blocking)
+        return self._acquisition.acquire_observed(blocking=blocking)
 
     def _after_401(
         self, request: Any, response: Any, token: Token, can_replay: bool, blocking: bool = False
@@ -291,6 +317,8 @@ class TokenAuthBase:
             if can_replay:
                 raise
             return None  # the body cannot be resent: the caller gets the 401 (renewal failed too)
+        if can_replay:
+            self._acquisition.recorder.replay(True)
         return renewed if can_replay else None
 
     # -- DPoP (SPEC D1, D2): a proof on every request, the nonce and renewal replays -----
@@ -356,6 +384,7 @@ class TokenAuthBase:
         if response.request.headers.get("Authorization") != token.authorization:
             # A redirect took the request to another origin and httpx dropped our
             # header: this 401 is not about our token.
+            self._acquisition.recorder.replay(False)
             logger.debug(
                 "401 from %s is not about our token (it was not sent there)",
                 redacted_url(str(response.request.url)),
@@ -370,6 +399,7 @@ class TokenAuthBase:
             if metadata_url is not None:  # RFC 9728 §5.1: read it before the next token
                 discovery.note_challenge(metadata_url, str(request.url))
         if not decision.renew:
+            self._acquisition.recorder.replay(False)
             logger.debug(
                 "not replaying %s %s: %s",
                 request.method,
@@ -378,8 +408,9 @@ class TokenAuthBase:
                 extra={"event": "replay_refused", "reason": decision.reason},
             )
             return False
-        self._acquisition.invalidate(token)
+        self._acquisition.invalidate(token, REJECTED)
         if not can_replay:
+            self._acquisition.recorder.replay(False)
             logger.warning(
                 "%s %s got %s; the token will be renewed, but the request body is a "
                 "stream that cannot be sent twice, so the 401 is returned to the caller",
@@ -494,6 +525,12 @@ class TokenAuth(TokenAuthBase, httpx.Auth):
     no redirects. They never go through the client TokenAuth is attached to,
     so token responses never show up in its history or event hooks.
 
+    ``stats()`` says what getting tokens has cost so far, and every token
+    request is logged with the reason it was made. ``telemetry=True`` also
+    reports OpenTelemetry metrics and a span per token request through the
+    globally configured providers; ``meter_provider=`` / ``tracer_provider=``
+    pass others (both need ``opentelemetry-api``: the ``otel`` extra).
+
     Bearer tokens are only sent over https, to loopback hosts, or anywhere
     with ``allow_insecure_http=True`` (SPEC T3). ``clock`` returns the current
     time in seconds (``time.time`` by default).
@@ -547,6 +584,28 @@ def _prover(dpop: object, provider: Provider) -> Prover | None:
             f"TokenAuth sends with a proof; {type(provider).__name__} fetches its own tokens"
         )
     return dpop.bind()
+
+
+#: Grant names for telemetry attributes; other providers are named by their class.
+_GRANTS = {"ClientCredentials": "client_credentials", "JWTBearerGrant": "jwt_bearer"}
+
+
+def _telemetry(
+    telemetry: object,
+    meter_provider: object,
+    tracer_provider: object,
+    host: str | None,
+    provider: Provider,
+) -> Any:
+    """The OpenTelemetry instruments asked for (SPEC O3), or None; nothing imported if not."""
+    if telemetry is False and meter_provider is None and tracer_provider is None:
+        return None
+    from ._otel import telemetry_for  # noqa: PLC0415  (only when telemetry is asked for)
+
+    name = type(provider).__name__
+    return telemetry_for(
+        telemetry, meter_provider, tracer_provider, host=host, grant=_GRANTS.get(name, name)
+    )
 
 
 def _identity(provider: Provider, store: object, dpop: Prover | None = None) -> tuple[str, ...]:

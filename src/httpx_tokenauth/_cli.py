@@ -19,6 +19,7 @@ import argparse
 import base64
 import binascii
 import json
+import logging
 import math
 import os
 import re
@@ -132,7 +133,9 @@ examples:
 
 The status line and headers the API sent go to stdout, then the body. With -v,
 every request sent (the 401 replay included) goes to stderr, with the token
-shortened. Token options are those of '{PROG} token'.
+shortened, and so does every token request, with why it was made (reason:
+cold, expired, early, rejected, ...), how it ended and the token endpoint's
+rate-limit headers. Token options are those of '{PROG} token'.
 
 exit status: 0 a response arrived (with --fail: and its status is below 400),
 1 failure, 2 wrong command line or configuration.
@@ -395,7 +398,12 @@ def parser() -> argparse.ArgumentParser:
     body = r.add_mutually_exclusive_group()
     body.add_argument("--data", metavar="DATA", help="request body; @PATH reads it from a file")
     body.add_argument("--json-body", metavar="JSON", help="a JSON request body")
-    r.add_argument("-v", "--verbose", action="store_true", help="show what is sent, on stderr")
+    r.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show what is sent, and why each token is fetched, on stderr",
+    )
     r.add_argument("--fail", action="store_true", help="exit 1 when the status is 400 or above")
     _add_provider_options(request)
 
@@ -742,7 +750,7 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
     if args.verbose:
         hooks["request"].append(lambda request: _show_request(request, stderr))
         hooks["response"].append(lambda response: _show_status(response, stderr, "< "))
-    with _clients(args) as (token_client, verify):
+    with _clients(args) as (token_client, verify), _fetches_shown(stderr, args.verbose):
         auth = TokenAuth(
             provider,
             token_client=token_client,
@@ -788,6 +796,66 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
         stderr.write(f"{PROG}: error: the API answered {response.status_code}\n")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+class _FetchLines(logging.Handler):
+    """The library's token records, as ``* ...`` lines for ``request -v`` (no secret in them)."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(logging.DEBUG)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None) is not None:  # the library's own records
+            self.out.write(f"* {fetch_line(record)}\n")
+
+
+def fetch_line(record: logging.LogRecord) -> str:
+    """One line for a log record of the library: what happened to which token request, and why."""
+    fields = record.__dict__
+    event = fields.get("event")
+    if event not in ("token_fetched", "token_request_failed"):
+        return " ".join(record.getMessage().split())
+    status = fields.get("status_code")
+    parts = [
+        "token fetched" if event == "token_fetched" else "token request failed",
+        f"(reason: {fields.get('reason')}, attempt {fields.get('attempt')}):",
+        str(fields.get("outcome")) if status is None else f"{fields.get('outcome')}, HTTP {status}",
+    ]
+    if isinstance(duration := fields.get("duration"), float):
+        parts.append(f"in {duration:.3f} s")
+    if isinstance(expires_in := fields.get("expires_in"), float):
+        parts.append(f"- expires in {round(expires_in)} s")
+    limits = [
+        f"{label} {value:g}{unit}"
+        for label, name, unit in (
+            ("rate limit", "rate_limit_limit", ""),
+            ("remaining", "rate_limit_remaining", ""),
+            ("resets in", "rate_limit_reset", " s"),
+            ("Retry-After", "retry_after", " s"),
+        )
+        if isinstance(value := fields.get(name), (int, float))
+    ]
+    if limits:
+        parts.append(f"- {', '.join(limits)}")
+    return " ".join(parts)
+
+
+@contextmanager
+def _fetches_shown(out: TextIO, verbose: bool) -> Iterator[None]:
+    """With -v, the library's token records go to ``out`` while the request runs."""
+    if not verbose:
+        yield
+        return
+    library = logging.getLogger("httpx_tokenauth")
+    handler, level = _FetchLines(out), library.level
+    library.addHandler(handler)
+    library.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
 
 
 #: RFC 9110 §9.1: a method name is a token.

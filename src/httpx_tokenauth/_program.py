@@ -10,7 +10,9 @@ rule; everything that decides lives here:
 * the cache and the refresh decision (``_cache.TokenCache.need``),
 * single flight: one fetch for every thread and task of a TokenAuth,
 * retries, backoff and the deadline of one acquisition (``_retry``),
-* keeping a valid token through a failed early renewal, and the cool-down.
+* keeping a valid token through a failed early renewal, and the cool-down,
+* why each token is fetched (the reason codes of ``_stats``), what each token
+  request cost and how it ended, and the same-token guard (SPEC O1-O6).
 
 Tests drive it by stepping it (``tests/test_program.py``): scripted results in,
 effects out, no network, no sleeps, no threads.
@@ -48,6 +50,17 @@ from ._errors import (
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy, RetryState
+from ._stats import (
+    ADOPTED,
+    COLD,
+    EARLY,
+    EXPIRED,
+    INVALIDATED,
+    SUCCESS,
+    Attempt,
+    Recorder,
+    outcome_of,
+)
 from ._store import (
     DeleteIf,
     EntryNames,
@@ -60,7 +73,7 @@ from ._store import (
     Unlock,
     new_fence,
 )
-from ._token import RawResponse, Token
+from ._token import RateLimit, RawResponse, Token, parse_rate_limit
 
 if TYPE_CHECKING:
     from ._discovery import DiscoveryState, ResourceMetadata, ServerMetadata
@@ -97,6 +110,11 @@ POLL_MAX = 0.5
 
 #: An entry for a token with no known expiry lives this long in a shared store.
 NO_EXPIRY_TTL = 24 * 3600.0
+
+#: An early renewal that brought back the token already in use is tried once more
+#: this many seconds before expiry (at most its renewal window), then not before
+#: the token expires (SPEC O4).
+SAME_TOKEN_WINDOW = 5.0
 
 
 # -- effects: what the program asks the interpreters to do ---------------------------------
@@ -245,9 +263,13 @@ class Acquisition:
         store: TokenStore | None = None,
         names: EntryNames | None = None,
         dpop: Prover | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.provider = provider
         self.dpop = dpop
+        self.recorder = Recorder() if recorder is None else recorder
+        self.dropped: str | None = None  # why the cached token was dropped, until a new one
+        self.same_token_warned = False
         self.store = store
         self.names = names
         self.rejected: Token | None = None  # the token a 401 took out of the cache
@@ -265,6 +287,7 @@ class Acquisition:
         #: With a shared store: the identity the entry names are made from (SPEC F1).
         self.identity: tuple[str, ...] = ()
         reset_after_fork(self)
+        reset_after_fork(self.recorder)
 
     # -- acquiring: one fetch for many callers ------------------------------------------
 
@@ -287,7 +310,10 @@ class Acquisition:
             if blocking and flight.owner == threading.get_ident():
                 # The fetch belongs to an event loop running in this very thread, which
                 # this blocking call is holding up: waiting would deadlock, so fetch too.
-                return self._store((yield from self._fetch(renewing=False, blocking=True)))
+                reason = self._reason(need)
+                return self._store(
+                    (yield from self._fetch(renewing=False, blocking=True, reason=reason))
+                )
             landed = yield from perform(Wait(flight, flight.started + self.wait_bound()))
             if not landed:
                 self._strand(flight)
@@ -295,6 +321,22 @@ class Acquisition:
             if (token := flight.token) is not None and self.cache.token is token:
                 return token  # fetched for us: ours even if it is already past its expiry
             # The fetch failed, or its token was rejected since: look again.
+
+    def acquire_observed(self, *, blocking: bool) -> Program[Token]:
+        """``acquire``, with the time the caller spends in it counted (``waits``)."""
+        started = self.monotonic()
+        try:
+            return (yield from self.acquire(blocking=blocking))
+        finally:
+            self.recorder.waited(self.monotonic() - started)
+
+    def _reason(self, need: Need) -> str:
+        """Why a token is fetched now (SPEC O1), from what the cache said it needs."""
+        if need is Need.OPTIONAL:
+            return EARLY
+        if self.cache.token is not None:
+            return EXPIRED  # the cache keeps an expired entry until it is replaced
+        return self.dropped or COLD
 
     def wait_bound(self) -> float:
         """How long a caller waits for another caller's fetch before fetching itself.
@@ -312,17 +354,27 @@ class Acquisition:
     def _fly(self, flight: Flight, renewing: bool, blocking: bool) -> Program[Token]:
         """Fetch as the flight's owner, and always land the flight."""
         try:
-            settled = _settled(*self.cache.need(self.now(), self.monotonic()))
+            need, current, error = self.cache.need(self.now(), self.monotonic())
+            settled = _settled(need, current, error)
             if settled is not None:
                 return settled  # renewed (or failed) just before we boarded
+            reason = self._reason(need)
             try:
                 if self.discovery is not None:
                     yield from self._learn_resource(self.discovery)
-                token = yield from self._obtain(renewing=renewing, blocking=blocking)
+                token = yield from self._obtain(renewing=renewing, blocking=blocking, reason=reason)
             except _RenewingElsewhere as elsewhere:
                 return self._defer(elsewhere.current)
             except TokenError as exc:
                 return self._fetch_failed(exc)
+            if (
+                need is Need.OPTIONAL
+                and current is not None
+                and token is not current
+                and token.access_token == current.access_token
+            ):
+                flight.token = self._same_token(token)
+                return flight.token
             flight.token = self._store(token)
             return flight.token
         finally:
@@ -370,14 +422,54 @@ class Acquisition:
 
     def _store(self, token: Token) -> Token:
         with self.guard:
+            self.dropped = None
             return self.cache.store(token, self.now())
 
-    def invalidate(self, token: Token) -> bool:
+    def _same_token(self, token: Token) -> Token:
+        """An early renewal brought back the token in use: renew again only near expiry (O4).
+
+        Some servers hand out the same token until it expires; renewing on every
+        request meanwhile would be a loop. Warned about once per TokenAuth.
+        """
+        now = self.now()
+        with self.guard:
+            self.dropped = None
+            self.cache.hold(token, now, SAME_TOKEN_WINDOW)
+            warn, self.same_token_warned = not self.same_token_warned, True
+        self.recorder.same_token()
+        if warn:
+            logger.warning(
+                "early token renewal from %s brought back the access token already in use; "
+                "renewing it again only in its last %g s, or once it has expired (does the "
+                "server hand out the same token until it expires?)",
+                self.source,
+                SAME_TOKEN_WINDOW,
+                extra={
+                    "event": "same_token",
+                    "token_endpoint": self.source,
+                    "host": self.host,
+                    "reason": EARLY,
+                    "expires_in": token.expires_in(now),
+                },
+            )
+        return token
+
+    def invalidate(self, token: Token, reason: str = INVALIDATED) -> bool:
+        """Drop ``token`` if it is still the cached one; ``reason`` is why (SPEC O1)."""
         with self.guard:
             dropped = self.cache.invalidate(token)
             if dropped:
                 self.rejected = token  # for the shared store's compare-and-delete
+                self.dropped = reason
             return dropped
+
+    def force(self, reason: str) -> None:
+        """Drop the cached token, valid or not: the next acquisition fetches (for ``reason``)."""
+        with self.guard:
+            token = self.cache.token
+            if token is not None and self.cache.invalidate(token):
+                self.rejected = token  # not to be adopted again from a shared store
+            self.dropped = reason
 
     def reset_after_fork(self) -> None:
         """In a forked child: no fetch is in flight here, whatever the parent was doing."""
@@ -386,7 +478,7 @@ class Acquisition:
 
     # -- the shared store: one fetch for the fleet (SPEC F1-F6) --------------------------
 
-    def _obtain(self, *, renewing: bool, blocking: bool) -> Program[Token]:
+    def _obtain(self, *, renewing: bool, blocking: bool, reason: str = COLD) -> Program[Token]:
         """A new token: another process's from the shared store, or one we fetch.
 
         Without a store this is a fetch. With one: adopt a usable entry; else
@@ -398,7 +490,7 @@ class Acquisition:
         """
         store, names = self.store, self.names
         if store is None or names is None:
-            return (yield from self._fetch(renewing=renewing, blocking=blocking))
+            return (yield from self._fetch(renewing=renewing, blocking=blocking, reason=reason))
         with self.guard:
             rejected, self.rejected = self.rejected, None
         current = self.cache.token if renewing else None
@@ -415,20 +507,26 @@ class Acquisition:
             if got is True:
                 return (
                     yield from self._fetch_holding(
-                        store, names, fence, renewing=renewing, blocking=blocking, rejected=rejected
+                        store,
+                        names,
+                        fence,
+                        renewing=renewing,
+                        blocking=blocking,
+                        rejected=rejected,
+                        reason=reason,
                     )
                 )
             if until is None:
                 until = self.monotonic() + lease + POLL_MAX
             if got is DOWN or self.monotonic() >= until:
-                return (yield from self._fetch(renewing=renewing, blocking=blocking))
+                return (yield from self._fetch(renewing=renewing, blocking=blocking, reason=reason))
             if current is not None:
                 raise _RenewingElsewhere(current)
             yield from perform(Sleep(pause))
             pause = min(pause * 2, POLL_MAX)
             shared = yield from self._shared(store, Get(names))
             if shared is DOWN:
-                return (yield from self._fetch(renewing=renewing, blocking=blocking))
+                return (yield from self._fetch(renewing=renewing, blocking=blocking, reason=reason))
             if (
                 adopted := (yield from self._adopt(store, names, shared, rejected, None))
             ) is not None:
@@ -443,6 +541,7 @@ class Acquisition:
         renewing: bool,
         blocking: bool,
         rejected: Token | None,
+        reason: str = COLD,
     ) -> Program[Token]:
         """Holding the lease: look once more, fetch, share the token, release the lease."""
         current = self.cache.token if renewing else None
@@ -450,8 +549,10 @@ class Acquisition:
         if isinstance(shared, Token) and self._usable(shared, rejected, current):
             yield from self._shared(store, Unlock(names, fence))
             return self._adopted(shared)
+        if shared is not DOWN:
+            self.recorder.store("miss")
         try:
-            token = yield from self._fetch(renewing=renewing, blocking=blocking)
+            token = yield from self._fetch(renewing=renewing, blocking=blocking, reason=reason)
         except TokenError:
             yield from self._shared(store, Unlock(names, fence))  # failures are never stored
             raise
@@ -478,12 +579,19 @@ class Acquisition:
         current: Token | None,
     ) -> Program[Token | None]:
         """The shared token if we may use it; a rejected one is compare-and-deleted (SPEC F3)."""
+        if shared is DOWN:
+            return None
         if not isinstance(shared, Token):
+            self.recorder.store("miss")
             return None
         if rejected is not None and shared.access_token == rejected.access_token:
+            self.recorder.store("miss")
             yield from self._shared(store, DeleteIf(names, rejected))
             return None
-        return self._adopted(shared) if self._usable(shared, rejected, current) else None
+        if self._usable(shared, rejected, current):
+            return self._adopted(shared)
+        self.recorder.store("miss")
+        return None
 
     def _usable(self, shared: Token, rejected: Token | None, current: Token | None) -> bool:
         """Not expired, not the rejected one, and (when renewing) newer than ours."""
@@ -502,10 +610,19 @@ class Acquisition:
         return expiry is None or expiry > current_expiry
 
     def _adopted(self, token: Token) -> Token:
+        self.recorder.store("hit")
+        expires_in = token.expires_in(self.now())
         logger.debug(
-            "token adopted from the shared store for %s",
+            "token adopted from the shared store for %s (reason: adopted), expires in %s s",
             self.source,
-            extra={"event": "token_adopted", "token_endpoint": self.source, "host": self.host},
+            "unknown" if expires_in is None else round(expires_in),
+            extra={
+                "event": "token_adopted",
+                "token_endpoint": self.source,
+                "host": self.host,
+                "reason": ADOPTED,
+                "expires_in": expires_in,
+            },
         )
         return token
 
@@ -522,6 +639,7 @@ class Acquisition:
         try:
             result = op.result((yield from perform(StoreCall(store, op, shielded))))
         except StoreUnavailable as exc:
+            self.recorder.store("failure")
             if not store.outage:
                 store.outage = True
                 logger.warning(
@@ -542,11 +660,17 @@ class Acquisition:
 
     # -- fetching: bounded retries at the token endpoint ----------------------------------
 
-    def _fetch(self, *, renewing: bool, blocking: bool) -> Program[Token]:
+    def _fetch(self, *, renewing: bool, blocking: bool, reason: str = COLD) -> Program[Token]:
         provider = self.provider
         if not isinstance(provider, Grant):
-            result = yield from self._call_provider(provider, blocking)
-            return self._fetched(_check_provided(result, self.source))
+            attempt = self.recorder.begin(reason, 1, self.monotonic())
+            try:
+                result = yield from self._call_provider(provider, blocking)
+                token = _check_provided(result, self.source)
+            except BaseException as exc:
+                self._request_failed(attempt, exc, None)
+                raise
+            return self._fetched(token, attempt, None)
         policy = self.policy_for(renewing)
         retry = policy.start(self.monotonic())
         deadline_at = retry.started + policy.deadline
@@ -559,15 +683,10 @@ class Acquisition:
             try:
                 if self.discovery is not None:
                     grant = yield from self._discovered_grant(self.discovery, deadline_at)
-                if self.dpop is None:
-                    request = grant.token_request(self.now())
-                    raw = yield from perform(Send(request, deadline_at))
-                    token = grant.parse_response(raw, received_at=self.now())
-                else:
-                    request = self._with_proof(grant.token_request(self.now()), self.dpop)
-                    raw = yield from perform(Send(request, deadline_at))
-                    token = self._bound(grant, raw, self.dpop)
-                return self._fetched(token)
+                request = grant.token_request(self.now())
+                if self.dpop is not None:
+                    request = self._with_proof(request, self.dpop)
+                return (yield from self._send(grant, request, deadline_at, reason, retry.attempt))
             except _DEADLINE as exc:  # never retried: the time is up
                 raise self._deadline_error(policy) from exc
             except TokenError as exc:
@@ -580,10 +699,67 @@ class Acquisition:
                     moved = True
                     if (yield from self._endpoint_moved(self.discovery, grant, exc, deadline_at)):
                         continue  # the metadata names a new token endpoint: try it at once
-                if (delay := self._retry_delay(retry, exc)) is None:
+                if (delay := self._retry_delay(retry, exc, reason)) is None:
                     raise
             nonce_retried = False
             yield from perform(Sleep(delay))
+
+    def _send(
+        self, grant: Grant, request: TokenRequest, deadline_at: float, reason: str, number: int
+    ) -> Program[Token]:
+        """One token request, observed: its outcome, duration, rate limits (SPEC O2, O3, O5)."""
+        attempt = self.recorder.begin(reason, number, self.monotonic())
+        raw: RawResponse | None = None
+        try:
+            raw = yield from perform(Send(request, deadline_at))
+            if self.dpop is None:
+                token = grant.parse_response(raw, received_at=self.now())
+            else:
+                token = self._bound(grant, raw, self.dpop)
+        except BaseException as exc:
+            self._request_failed(attempt, exc, raw)
+            raise
+        return self._fetched(token, attempt, raw)
+
+    def _request_failed(
+        self, attempt: Attempt, exc: BaseException, raw: RawResponse | None
+    ) -> None:
+        """Count, time and log a token request that failed (or was abandoned)."""
+        outcome = outcome_of(exc)
+        limits = self._rate_limit(raw)
+        seconds = self.recorder.end(
+            attempt,
+            outcome,
+            self.monotonic(),
+            status=None if raw is None else raw.status_code,
+            rate_limit=limits,
+        )
+        logger.debug(
+            "token request %d to %s (reason: %s) failed: %s",
+            attempt.number,
+            self.source,
+            attempt.reason,
+            outcome,
+            extra={
+                "event": "token_request_failed",
+                "token_endpoint": self.source,
+                "host": self.host,
+                "reason": attempt.reason,
+                "attempt": attempt.number,
+                "outcome": outcome,
+                "status_code": None if raw is None else raw.status_code,
+                "duration": seconds,
+                **_limit_fields(limits),
+            },
+        )
+
+    def _rate_limit(self, raw: RawResponse | None) -> RateLimit | None:
+        if raw is None:
+            return None
+        try:
+            return parse_rate_limit(raw, received_at=self.now())
+        except TokenError:
+            return None  # a clock that broke: the request's own outcome says what matters
 
     def _with_proof(self, request: TokenRequest, dpop: Prover) -> TokenRequest:
         """SPEC D1: the token request with a fresh proof (and the AS's nonce, if known)."""
@@ -954,17 +1130,19 @@ class Acquisition:
                 "event": "renewal_failed",
                 "token_endpoint": self.source,
                 "host": self.host,
+                "reason": EARLY,
                 "outcome": type(exc).__name__,
                 "expires_in": kept.expires_in(now),
             },
         )
         return kept
 
-    def _retry_delay(self, retry: RetryState, exc: TokenError) -> float | None:
+    def _retry_delay(self, retry: RetryState, exc: TokenError, reason: str = COLD) -> float | None:
         """How long to wait before the next token request, or None to give up."""
         attempt = retry.attempt
         delay = retry.delay(exc, self.monotonic())
         if delay is not None:
+            self.recorder.retry(reason)
             logger.info(
                 "token request %d to %s failed (%s); retrying in %.2f s",
                 attempt,
@@ -975,6 +1153,7 @@ class Acquisition:
                     "event": "token_request_retry",
                     "token_endpoint": self.source,
                     "host": self.host,
+                    "reason": reason,
                     "attempt": attempt,
                     "outcome": type(exc).__name__,
                     "delay": delay,
@@ -982,11 +1161,17 @@ class Acquisition:
             )
         return delay
 
-    def _fetched(self, token: Token) -> Token:
+    def _fetched(self, token: Token, attempt: Attempt, raw: RawResponse | None) -> Token:
+        """Count, time and log a token request that brought ``token``."""
+        mono = self.monotonic()
+        limits = self._rate_limit(raw)
+        status = None if raw is None else raw.status_code
+        seconds = self.recorder.end(attempt, SUCCESS, mono, status=status, rate_limit=limits)
         expires_in = token.expires_in(self.now())
         logger.debug(
-            "token fetched from %s, expires in %s s",
+            "token fetched from %s (reason: %s), expires in %s s",
             self.source,
+            attempt.reason,
             "unknown" if expires_in is None else round(expires_in),
             extra={
                 "event": "token_fetched",
@@ -994,9 +1179,43 @@ class Acquisition:
                 "host": self.host,
                 "expires_in": expires_in,
                 "scope": " ".join(token.scope) if token.scope else None,
+                "reason": attempt.reason,
+                "attempt": attempt.number,
+                "outcome": SUCCESS,
+                "status_code": status,
+                "duration": seconds,
+                **_limit_fields(limits),
             },
         )
+        self._check_rate(token, mono)
         return token
+
+    def _check_rate(self, token: Token, mono: float) -> None:
+        """Warn when tokens come far more often than their lifetime implies (SPEC O6)."""
+        lifetime = None
+        if token.expires_at is not None and token.received_at is not None:
+            lifetime = token.expires_at - token.received_at
+        too_many = self.recorder.fetched(mono, lifetime)
+        if too_many is None or lifetime is None:
+            return
+        count, seconds = too_many
+        logger.warning(
+            "%d tokens fetched from %s in %.0f s, though each lives %.0f s: are tokens "
+            "rejected, invalidated or forced that often? (auth.stats() counts token "
+            "requests by reason)",
+            count,
+            self.source,
+            seconds,
+            lifetime,
+            extra={
+                "event": "token_rate_high",
+                "token_endpoint": self.source,
+                "host": self.host,
+                "count": count,
+                "seconds": seconds,
+                "lifetime": lifetime,
+            },
+        )
 
 
 class _RenewingElsewhere(Exception):  # noqa: N818 - a signal inside the program, never raised out
@@ -1005,6 +1224,18 @@ class _RenewingElsewhere(Exception):  # noqa: N818 - a signal inside the program
     def __init__(self, current: Token) -> None:
         super().__init__("another process is renewing")
         self.current = current
+
+
+def _limit_fields(limits: RateLimit | None) -> dict[str, object]:
+    """A token response's rate-limit headers as log record fields (SPEC O5)."""
+    if limits is None:
+        return {}
+    return {
+        "retry_after": limits.retry_after,
+        "rate_limit_limit": limits.limit,
+        "rate_limit_remaining": limits.remaining,
+        "rate_limit_reset": limits.reset,
+    }
 
 
 def _settled(need: Need, current: Token | None, error: TokenError | None) -> Token | None:

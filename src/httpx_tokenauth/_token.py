@@ -32,8 +32,10 @@ from ._retry import parse_retry_after
 __all__ = [
     "MAX_EXPIRES_IN",
     "MAX_RESPONSE_BYTES",
+    "RateLimit",
     "RawResponse",
     "Token",
+    "parse_rate_limit",
     "parse_token_response",
 ]
 
@@ -164,6 +166,94 @@ class RawResponse:
     status_code: int
     headers: Mapping[str, str]
     body: bytes = field(repr=False)
+
+
+#: A rate-limit reset above this many seconds is a point in time (seconds since the
+#: epoch, as GitHub's ``X-RateLimit-Reset`` is), not a delay: about the year 2001.
+_EPOCH_RESET = 1e9
+
+_COUNT = re.compile(r"[ \t]*([0-9]{1,12})(?:\.[0-9]{1,6})?[ \t]*")
+#: The first list member's parameters in the structured ``RateLimit`` and
+#: ``RateLimit-Policy`` fields (draft-ietf-httpapi-ratelimit-headers-08 and later).
+_PARAM = re.compile(r";[ \t]*([a-z]+)[ \t]*=[ \t]*([0-9]{1,12})")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """What one token endpoint response said about its rate limit, success or failure.
+
+    ``limit`` and ``remaining`` count requests, ``reset`` is the seconds until
+    the limit's window resets, ``retry_after`` the seconds ``Retry-After`` asked
+    for; each is None when the response did not say (or said something
+    unreadable). Read from ``Retry-After``, ``X-RateLimit-Limit`` /
+    ``-Remaining`` / ``-Reset`` (a reset past 10^9 is taken as an epoch time, as
+    GitHub sends it), ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (the
+    draft-ietf-httpapi-ratelimit-headers field names up to draft 07) and the
+    structured ``RateLimit: "policy";r=R;t=T`` with ``RateLimit-Policy: ...;q=Q``
+    (draft 08 on). ``status_code`` is the response's status, ``received_at``
+    when it arrived (the TokenAuth clock's seconds).
+    """
+
+    status_code: int
+    received_at: float
+    limit: int | None = None
+    remaining: int | None = None
+    reset: float | None = None
+    retry_after: float | None = None
+
+
+def parse_rate_limit(response: RawResponse, *, received_at: float) -> RateLimit | None:
+    """The rate-limit headers of a token endpoint response; None when it sent none."""
+    headers = response.headers
+    retry_after = parse_retry_after(headers.get("retry-after"), received_at)
+    structured = _params(headers.get("ratelimit"))
+    policy = _params(headers.get("ratelimit-policy"))
+    limit = _count(headers.get("x-ratelimit-limit") or headers.get("ratelimit-limit"))
+    remaining = _count(headers.get("x-ratelimit-remaining") or headers.get("ratelimit-remaining"))
+    reset = _reset(headers.get("x-ratelimit-reset") or headers.get("ratelimit-reset"), received_at)
+    if limit is None:
+        limit = policy.get("q")
+    if remaining is None:
+        remaining = structured.get("r")
+    if reset is None and "t" in structured:
+        reset = float(structured["t"])
+    if limit is None and remaining is None and reset is None and retry_after is None:
+        return None
+    return RateLimit(
+        response.status_code,
+        received_at,
+        limit=limit,
+        remaining=remaining,
+        reset=reset,
+        retry_after=retry_after,
+    )
+
+
+def _first(value: str | None) -> str | None:
+    """The first member of a header list (``100, 100;w=60`` is read as ``100``)."""
+    if value is None:
+        return None
+    return value.split(",", 1)[0].split(";", 1)[0]
+
+
+def _count(value: str | None) -> int | None:
+    match = _COUNT.fullmatch(_first(value) or "")
+    return int(match.group(1)) if match else None
+
+
+def _reset(value: str | None, received_at: float) -> float | None:
+    text = _first(value)
+    if text is None or not _NUMERIC.fullmatch(text):
+        return None
+    seconds = float(text)
+    return max(0.0, seconds - received_at) if seconds > _EPOCH_RESET else seconds
+
+
+def _params(value: str | None) -> dict[str, int]:
+    """``r``, ``t``, ``q``, ... of the first member of a structured rate-limit field."""
+    if value is None:
+        return {}
+    return {name: int(number) for name, number in _PARAM.findall(value.split(",", 1)[0])}
 
 
 def parse_token_response(

@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dpop
 import herd
 import importtime
 import memory
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, Callable[..., Section]] = {
     "minting": minting.run,
     "importtime": importtime.run,
     "memory": memory.run,
+    "dpop": dpop.run,
 }
 
 #: Every row the summary table has, by key (the smoke test checks them all).
@@ -64,6 +66,10 @@ ROW_KEYS = (
     "5",
     "6a",
     "6b",
+    "7a",
+    "7b",
+    "7c",
+    "7d",
 )
 
 HEADER = [

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: One row per measurement of issue 6: overhead (sync, async), herds (three
 #: moments x two modes), renewal latency (two modes), minting (two kinds x three
-#: algorithms), import time, memory (RSS, tracemalloc).
+#: algorithms), import time, memory (RSS, tracemalloc), and DPoP (issue 15: request
+#: overhead for ES256 and EdDSA, proof cost for both).
 ROW_KEYS = (
     *("1a", "1b"),
     *(f"2{c}" for c in "abcdef"),
@@ -22,6 +23,7 @@ ROW_KEYS = (
     *(f"4{c}" for c in "abcdef"),
     "5",
     *("6a", "6b"),
+    *(f"7{c}" for c in "abcd"),
 )
 
 

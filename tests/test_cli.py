@@ -21,7 +21,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from httpx_tokenauth import Token
 from httpx_tokenauth._cli import (
@@ -32,7 +32,18 @@ from httpx_tokenauth._cli import (
     token_info,
     unverified_jwt,
 )
-from httpx_tokenauth.testing import JWT_BEARER, LocalAPI, LocalAuthorizationServer, LocalCA
+from httpx_tokenauth._dpop import public_jwk, thumbprint
+from httpx_tokenauth.testing import (
+    JWT_BEARER,
+    DPoPResourceServer,
+    LocalAPI,
+    LocalAuthorizationServer,
+    LocalCA,
+)
+from oidc_provider import AUDIENCE as OIDC_AUDIENCE
+from oidc_provider import CLIENT_ID as OIDC_CLIENT_ID
+from oidc_provider import CLIENT_SECRET as OIDC_CLIENT_SECRET
+from oidc_provider import oidc_provider, serve
 
 CLIENT_ID = "cli-client"
 SECRET = "cli-secret-Zq8+/=:%-0123456789-abcdefghij"  # 32+ bytes: client_secret_jwt works
@@ -312,7 +323,7 @@ def test_jwt_bearer_grant_with_private_key_jwt_client_authentication(
         capsys,
         "token",
         "--grant", "jwt_bearer",
-        "--issuer", CLIENT_ID,
+        "--assertion-issuer", CLIENT_ID,
         "--subject", "alice@example.org",
         "--key-file", str(files["ec_key"]),
         "--key-id", "ec-1",
@@ -428,7 +439,11 @@ def test_unreadable_secret_file_is_exit_1(
         (["--client-secret-file", "{secret}", "--key-file", "{ec_key}"], {}, "--auth"),
         (["--auth", "private_key_jwt"], {}, "--key-file"),
         (["--auth", "basic"], {}, "needs the client secret"),
-        (["--grant", "jwt_bearer", "--key-file", "{ec_key}"], {}, "--issuer and --subject"),
+        (
+            ["--grant", "jwt_bearer", "--key-file", "{ec_key}"],
+            {},
+            "--assertion-issuer and --subject",
+        ),
         (["--param", "no-equals"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, "NAME=VALUE"),
         (["--show-token"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, "--json"),
         (
@@ -785,9 +800,9 @@ def _write(tmp_path: Path, name: str, data: bytes) -> str:
         ),
         (["token", "--claim", "a=b"], {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}, 2, "--claim"),
         (["token", "--grant", "jwt_bearer"], {}, 2, "pass --key-file"),
-        (["token", "--grant", "jwt_bearer", "--key-file", "{ec}"], {}, 2, "--issuer and --subject"),
+        (["token", "--grant", "jwt_bearer", "--key-file", "{ec}"], {}, 2, "--assertion-issuer and"),
         (
-            ["token", "--grant", "jwt_bearer", "--key-file", "{ec}", "--issuer", "i",
+            ["token", "--grant", "jwt_bearer", "--key-file", "{ec}", "--assertion-issuer", "i",
              "--subject", "s", "--audience", "a", "--audience", "b"],
             {}, 2, "one --audience",
         ),
@@ -911,7 +926,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 _SECRET = {"HTTPX_TOKENAUTH_CLIENT_SECRET": SECRET}
-_JWT_BEARER = ["--grant", "jwt_bearer", "--issuer", "i", "--subject", "s"]
+_JWT_BEARER = ["--grant", "jwt_bearer", "--assertion-issuer", "i", "--subject", "s"]
 
 #: (argv after `token`, environment, what the message must name), one per refusal.
 REFUSALS: list[tuple[list[str], dict[str, str], list[str]]] = [
@@ -991,7 +1006,7 @@ REFUSALS: list[tuple[list[str], dict[str, str], list[str]]] = [
     (["--param", "tenant="], _SECRET, ["--param tenant=", "no value"]),
     (["--param", "a=1", "--param", "a=2"], _SECRET, ["--param a=", "twice"]),
     ([*_JWT_BEARER, "--key-file", "{ec_pem}", "--claim", "iss=x"], {},
-     ["--claim iss=", "--issuer"]),
+     ["--claim iss=", "--assertion-issuer"]),
     ([*_JWT_BEARER, "--key-file", "{ec_pem}", "--claim", "jti=x"], {},
      ["--claim jti=", "drop it"]),
     # the JWT-bearer grant's key goes through the same translation
@@ -1116,3 +1131,280 @@ def test_algorithm_comes_from_the_key_file(
         provider = build_provider(parser().parse_args(["token", "--key-file", path]))
         assertion = dict(provider.token_request(1_700_000_000.0).form)["client_assertion"]
         assert jwt.get_unverified_header(assertion)["alg"] == expected
+
+
+# -- DPoP (SPEC D1-D3): --dpop and --dpop-key-file against oidc-provider -------------------
+
+ED_KEY = _pem(ed25519.Ed25519PrivateKey.generate())
+
+
+@pytest.fixture(scope="module")
+def oidc() -> Iterator[dict[str, Any]]:
+    """panva's oidc-provider (DPoP with nonces required) on 127.0.0.1, for the DPoP flags."""
+    with oidc_provider() as server:
+        yield server
+
+
+@pytest.fixture
+def dpop_env(
+    monkeypatch: pytest.MonkeyPatch, oidc: dict[str, Any], tmp_path: Path
+) -> dict[str, Any]:
+    """The environment pointed at oidc-provider, and a DPoP key file (Ed25519)."""
+    monkeypatch.setenv("HTTPX_TOKENAUTH_TOKEN_URL", oidc["token_url"])
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_ID", OIDC_CLIENT_ID)
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_SECRET", OIDC_CLIENT_SECRET)
+    key_file = tmp_path / "dpop.pem"
+    key_file.write_bytes(ED_KEY)
+    jkt = thumbprint(public_jwk(serialization.load_pem_private_key(ED_KEY, None)))  # type: ignore[arg-type]
+    return {**oidc, "key_file": str(key_file), "jkt": jkt}
+
+
+def _cnf_jkt(access_token: str) -> str:
+    return str(jwt.decode(access_token, options={"verify_signature": False})["cnf"]["jkt"])
+
+
+def test_d1_token_json_with_dpop_key_file_shows_the_type_and_the_key_thumbprint(
+    capsys: pytest.CaptureFixture[str], dpop_env: dict[str, Any]
+) -> None:
+    """token --dpop-key-file --json: token_type DPoP and dpop_jkt, the key the token is bound to."""
+    status, out, err = run(capsys, "token", "--dpop-key-file", dpop_env["key_file"], "--json")
+    assert (status, err) == (0, "")
+    info = json.loads(out)
+    assert info["token_type"] == "DPoP"
+    assert info["dpop_jkt"] == dpop_env["jkt"]
+    assert info["dpop_algorithm"] == "EdDSA"
+    assert info["unverified_claims"]["cnf"] == {"jkt": dpop_env["jkt"]}
+    assert "access_token" not in info
+    assert ED_KEY.splitlines()[1].decode() not in out
+
+
+def test_d1_token_with_dpop_prints_the_token_and_says_its_key_is_gone(
+    capsys: pytest.CaptureFixture[str], dpop_env: dict[str, Any]
+) -> None:
+    """token --dpop: the token alone on stdout; stderr names its type, jkt and the lost key."""
+    status, out, err = run(capsys, "token", "--dpop")
+    assert status == 0
+    access_token = out.removesuffix("\n")
+    assert "\n" not in access_token
+    jkt = _cnf_jkt(access_token)
+    assert jkt != dpop_env["jkt"]  # a key generated for this run
+    assert err == (
+        f"httpx-tokenauth: token_type DPoP, bound to the key with thumbprint (jkt) {jkt}; "
+        "the key was generated for this run and is gone: pass --dpop-key-file PATH to keep "
+        "using the token\n"
+    )
+
+
+def test_d1_d2_request_with_dpop_is_accepted_by_an_api_that_verifies_every_proof(
+    capsys: pytest.CaptureFixture[str], dpop_env: dict[str, Any]
+) -> None:
+    """request --dpop-key-file: the API's nonce demand is answered once; proof key = cnf.jkt."""
+    api = DPoPResourceServer(
+        jwks=dpop_env["jwks"], issuer=dpop_env["issuer"], audience=OIDC_AUDIENCE
+    )
+    with serve(api.handle) as base:
+        status, out, err = run(
+            capsys,
+            "request",
+            "POST",
+            f"{base}/things?page=2",
+            "--json-body",
+            '{"n": 1}',
+            "--dpop-key-file",
+            dpop_env["key_file"],
+            "-v",
+        )
+    assert status == 0, err
+    assert out.startswith("HTTP/1.0 200 OK\n") or out.startswith("HTTP/1.1 200 OK\n")
+    assert out.endswith('{"sub":"svc-dpop"}\n')
+    assert api.statuses == [(401, "use_dpop_nonce"), (200, None)]
+    assert len(api.verifier.proofs) == 1  # the first proof carried no nonce: refused
+    h2, c2 = api.verifier.proofs[0]
+    assert thumbprint(h2["jwk"]) == dpop_env["jkt"]
+    assert (c2["htm"], c2["htu"]) == ("POST", f"{base}/things")
+    # -v shows both attempts with the token and the proof shortened.
+    assert err.count("> Authorization: DPoP ") == 2
+    assert err.count("... (proof, shortened)") == 2
+    proof_lines = [ln for ln in err.splitlines() if ln.startswith("> DPoP: ")]
+    assert all(len(ln) < 40 for ln in proof_lines)
+
+
+def test_d1_dpop_refusals_name_the_command_line_options(
+    capsys: pytest.CaptureFixture[str], dpop_env: dict[str, Any], tmp_path: Path
+) -> None:
+    """Bad DPoP key files are exit 2 naming --dpop-key-file (or its variable); one line each."""
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pw-0123456789"),
+        )
+    )
+    oct_jwk = tmp_path / "oct.json"
+    oct_jwk.write_text(json.dumps({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"not a key")
+    cases = [
+        (["--dpop-key-file", str(encrypted)], f"--dpop-key-file {encrypted}: the key is encrypted"),
+        (["--dpop-key-file", str(oct_jwk)], f"--dpop-key-file {oct_jwk}: "),
+        (["--dpop-key-file", str(garbage)], f"--dpop-key-file {garbage}: "),
+    ]
+    for flags, start in cases:
+        status, out, err = run(capsys, "token", *flags)
+        assert (status, out) == (2, ""), err
+        assert_one_line_error(err)
+        assert err.startswith(f"httpx-tokenauth: error: {start}"), err
+    status, _, err = run(capsys, "token", "--dpop-key-file", str(tmp_path / "missing.pem"))
+    assert status == 1
+    assert_one_line_error(err)
+    assert "cannot read DPoP key file" in err
+
+
+def test_d1_dpop_key_file_from_the_environment_is_named_by_its_variable(
+    capsys: pytest.CaptureFixture[str],
+    dpop_env: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """HTTPX_TOKENAUTH_DPOP_KEY_FILE turns DPoP on; a bad file there is named by the variable."""
+    monkeypatch.setenv("HTTPX_TOKENAUTH_DPOP_KEY_FILE", dpop_env["key_file"])
+    status, out, _ = run(capsys, "token")
+    assert status == 0
+    assert _cnf_jkt(out.strip()) == dpop_env["jkt"]
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"not a key")
+    monkeypatch.setenv("HTTPX_TOKENAUTH_DPOP_KEY_FILE", str(garbage))
+    status, _, err = run(capsys, "token")
+    assert status == 2
+    assert err.startswith(f"httpx-tokenauth: error: HTTPX_TOKENAUTH_DPOP_KEY_FILE ({garbage}): ")
+
+
+def test_d1_dpop_against_a_server_that_ignores_it_is_exit_1_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path]
+) -> None:
+    """authlib's server issues Bearer tokens: --dpop refuses them, and says to drop --dpop."""
+    status, out, err = run(capsys, "token", "--dpop", "--client-secret-file", str(files["secret"]))
+    assert (status, out) == (1, "")
+    assert_one_line_error(err)
+    assert err.startswith("httpx-tokenauth: error: --dpop: the authorization server ignored")
+    assert "drop --dpop to use a bearer token" in err
+    assert "allow_bearer" not in err
+    assert_no_secrets(err)
+
+
+# -- discovery: --issuer and the discover command (SPEC M1-M4) ---------------------------
+
+
+def test_m1_token_with_issuer_reads_the_metadata_and_the_strongest_method(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """--issuer in place of --token-url: the metadata names the endpoint and the method."""
+    status, out, err = run(
+        capsys, "token", "--issuer", server.issuer, "--client-secret-file", str(files["secret"])
+    )
+    assert (status, err) == (0, "")
+    assert out.strip() == server.issued_tokens()[0]
+    assert server.metadata_requests == ["/.well-known/oauth-authorization-server"]
+    assert [r.auth_method for r in server.token_requests] == ["client_secret_jwt"]
+
+
+def test_m4_token_with_issuer_keeps_an_explicit_auth(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """--auth post with --issuer: the named method, not the metadata's choice."""
+    status, _, err = run(
+        capsys,
+        "token",
+        "--issuer",
+        server.issuer,
+        "--auth",
+        "post",
+        "--client-secret-file",
+        str(files["secret"]),
+    )
+    assert (status, err) == (0, "")
+    assert [r.auth_method for r in server.token_requests] == ["client_secret_post"]
+
+
+def test_m1_the_issuer_environment_variable_works_like_the_flag(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, Path],
+    server: Any,
+) -> None:
+    """HTTPX_TOKENAUTH_ISSUER alone (no token URL) configures by issuer."""
+    monkeypatch.delenv("HTTPX_TOKENAUTH_TOKEN_URL")
+    monkeypatch.setenv("HTTPX_TOKENAUTH_ISSUER", server.issuer)
+    status, _, err = run(capsys, "token", "--client-secret-file", str(files["secret"]))
+    assert (status, err) == (0, "")
+    assert server.metadata_requests == ["/.well-known/oauth-authorization-server"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--issuer", "https://as.example?x=1"], "query or a fragment"),
+        (["--issuer", "http://as.example"], "plain http"),
+        (["--issuer", "svc@example.iam"], "--assertion-issuer"),
+        (["--issuer", "https://as.example", "--token-url", "https://as.example/t"], "give one"),
+    ],
+)
+def test_m1_a_bad_issuer_option_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    """A bad --issuer is refused before any I/O, naming what to change."""
+    status, out, err = run(capsys, "token", *argv, "--client-secret-env", "NOPE")
+    assert status == 2
+    assert out == ""
+    assert_one_line_error(err)
+    assert says in err
+
+
+def test_m1_discover_prints_what_was_found_and_what_would_be_used(
+    capsys: pytest.CaptureFixture[str], server: Any
+) -> None:
+    """discover ISSUER: the checked metadata and the endpoint; nothing sent to the endpoint."""
+    status, out, err = run(capsys, "discover", server.issuer)
+    assert (status, err) == (0, "")
+    lines = dict(line.split(None, 1) for line in out.splitlines() if " " in line.strip())
+    assert lines["token_endpoint"].strip() == server.token_url
+    assert (
+        lines["metadata_url"].strip() == f"{server.issuer}/.well-known/oauth-authorization-server"
+    )
+    assert "client_secret_jwt" in out
+    assert "would_use:" in out
+    assert server.token_request_count == 0
+
+
+def test_m4_discover_with_credentials_shows_the_chosen_method_as_json(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], server: Any
+) -> None:
+    """discover --json with a key: private_key_jwt, its algorithm, aud = issuer; no secret."""
+    status, out, err = run(
+        capsys, "discover", server.issuer, "--json", "--key-file", str(files["rsa_key"])
+    )
+    assert (status, err) == (0, "")
+    info = json.loads(out)
+    assert info["issuer"] == server.issuer
+    assert info["token_endpoint"] == server.token_url
+    assert info["would_use"] == {
+        "token_endpoint": server.token_url,
+        "client_authentication": "private_key_jwt",
+        "signing_algorithm": "RS256",
+        "assertion_audience": server.issuer,
+    }
+    assert server.token_request_count == 0
+    assert_no_secrets(out, err)
+
+
+def test_m1_discover_a_wrong_issuer_is_one_line_naming_both(
+    capsys: pytest.CaptureFixture[str], server: Any
+) -> None:
+    """The document names another issuer: exit 1, one line with both values."""
+    wrong = server.issuer + "/"
+    status, out, err = run(capsys, "discover", wrong)
+    assert status == 1
+    assert out == ""
+    assert_one_line_error(err)
+    assert f"names {server.issuer!r}, not the configured issuer {wrong!r}" in err

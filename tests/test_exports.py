@@ -53,12 +53,14 @@ def test_every_error_in_the_package_derives_from_token_error() -> None:
 
 def test_importing_the_package_stays_light() -> None:
     """`import httpx_tokenauth` loads none of pyjwt, cryptography, asyncio, httpx2, the CLI,
-    the testing servers, redis-py or sqlite3: each loads when its feature is first used."""
+    the testing servers, redis-py, sqlite3 or OpenTelemetry: each loads when its feature is
+    first used."""
     import subprocess
     import sys
 
     heavy = ["jwt", "cryptography", "asyncio", "httpx2", "httpx_tokenauth._cli", "authlib"]
     heavy += ["redis", "sqlite3", "httpx_tokenauth.testing"]
+    heavy += ["opentelemetry", "httpx_tokenauth._otel"]
     code = f"import sys, httpx_tokenauth; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False

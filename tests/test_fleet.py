@@ -61,14 +61,14 @@ def valkey() -> Iterator[ValkeyServer]:
 class Fleet:
     """PROCESSES worker processes and the barrier that runs them phase by phase."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any], processes: int = PROCESSES) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self.barrier = ctx.Barrier(PROCESSES + 1)
+        self.barrier = ctx.Barrier(processes + 1)
         self.offset = ctx.Value("d", 0.0)
         self.out = ctx.Queue()
         self.procs = [
             ctx.Process(target=fleet_worker.run, args=(cfg, self.barrier, self.offset, self.out))
-            for _ in range(PROCESSES)
+            for _ in range(processes)
         ]
         for proc in self.procs:
             proc.start()
@@ -154,5 +154,41 @@ def test_f2_one_token_request_for_the_fleet_at_cold_start_renewal_expiry_and_401
     finally:
         fleet.close()
     assert counts == {"cold": 1, "early": 1, "expiry": 1, "storm": 1}
+    # The storm: the revoked token was refused (in every process, callers that came after
+    # their process had renewed went straight through), and never twice to one caller.
     rejected = [r for r in servers.api.requests if r.status_code == 401]
-    assert len(rejected) == PROCESSES * callers  # the storm: every caller refused once
+    assert PROCESSES <= len(rejected) <= PROCESSES * callers
+
+
+def test_f2_a_lease_holder_killed_mid_fetch_blocks_the_others_only_until_its_lease_ends(
+    servers: Servers, valkey: ValkeyServer
+) -> None:
+    """A process SIGKILLed while it holds the lease and waits for its token: the other
+    processes wait for the lease to end (6 s here: the retry deadline plus one), then one of
+    them fetches, and every caller gets its answer."""
+    servers.server.reset()
+    servers.api.reset()
+    cfg = config(
+        servers, store="redis", mode="threads", callers=1, redis_url=valkey.url, phases=1,
+        deadline=5.0,
+    )  # fmt: skip
+    holder = Fleet(cfg, processes=1)
+    try:
+        with servers.server.hold_token_responses():
+            holder.barrier.wait(GUARD)  # its caller takes the lease and asks for a token
+            servers.server.wait_for_token_requests(1, timeout=GUARD)
+            holder.procs[0].kill()
+            holder.procs[0].join()
+    finally:
+        holder.close()
+    others = Fleet({**cfg, "callers": 4}, processes=3)
+    try:
+        statuses = others.phase()
+    finally:
+        others.close()
+    assert statuses == [200] * 12
+    # The dead holder's request (answered to nobody) and exactly one more.
+    assert servers.server.token_request_count == 2
+    issued = servers.server.issued_tokens()
+    assert len(issued) == 2
+    assert {r.token for r in servers.api.requests} == {issued[1]}  # the survivors' token

@@ -37,9 +37,12 @@ class DripServer:
     """A loopback token endpoint: the first ``fast`` answers at once, later ones send their
     headers and then drip the body one byte every ``pause`` seconds."""
 
-    def __init__(self, *, fast: int = 0, pause: float = 0.1) -> None:
+    def __init__(self, *, fast: int = 0, pause: float = 0.1, drip_head: bool = False) -> None:
         self.fast = fast
         self.pause = pause
+        self.drip_head = drip_head
+        self.finished = 0  # answers sent in full
+        self.sent = 0  # bytes dripped so far
         self.count = 0
         self._stop = threading.Event()
         self._sock = socket.socket()
@@ -80,20 +83,24 @@ class DripServer:
                 b'{"access_token": "t%d", "token_type": "Bearer", "expires_in": 3600,'
                 b' "pad": "%s"}' % (n, b"x" * 60)
             )
-            conn.sendall(
+            head = (
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
             )
             if n <= self.fast:
-                conn.sendall(body)
+                conn.sendall(head + body)
                 return
-            for byte in body:
+            if not self.drip_head:
+                conn.sendall(head)
+            for byte in (head + body) if self.drip_head else body:
                 if self._stop.wait(self.pause):
                     return
                 try:
                     conn.sendall(bytes([byte]))
                 except OSError:
                     return  # the client gave up: what we want
+                self.sent += 1
+            self.finished += 1
 
     def close(self) -> None:
         self._stop.set()
@@ -142,6 +149,22 @@ async def test_deadline_bounds_an_attempt_whose_body_drips(env: Env, drip: DripS
     assert all("retry deadline (0.6 s)" in str(o) for o in outcomes)
     assert env.api.requests == []
     assert drip.count == 1
+
+
+async def test_deadline_bounds_an_attempt_whose_headers_drip(env: Env) -> None:
+    """Headers dripped a byte at a time (each byte restarts the read timeout) are given up on
+    at the deadline too: no caller waits for the whole answer."""
+    server = DripServer(drip_head=True)
+    try:
+        drip_auth(env, server, retry=RetryPolicy(attempts=1, deadline=0.6))
+        with pytest.raises(TokenTransportError, match=r"retry deadline \(0.6 s\)"):
+            await env.request()
+        # Given up on within the status line and headers (~100 bytes at 10 a second), not
+        # after them: the caller did not wait for the answer to arrive.
+        assert server.sent < 50
+    finally:
+        server.close()
+    assert env.api.requests == []
 
 
 async def test_deadline_bounds_the_one_attempt_of_an_early_renewal(env: Env) -> None:
@@ -366,3 +389,76 @@ def test_a_clock_in_milliseconds_is_refused() -> None:
     provider = ClientCredentials("https://as.example/token", client_id="c", client_secret="s")
     with pytest.raises(ConfigurationError, match="milliseconds"):
         TokenAuth(provider, clock=lambda: time.time() * 1000)
+
+
+def _grants() -> dict[str, Any]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from httpx_tokenauth import (
+        ClientSecretJWT,
+        ClientSecretPost,
+        JWTBearerGrant,
+        PrivateKeyJWT,
+    )
+
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    url = "https://as.example/token"
+    return {
+        "basic": ClientCredentials(url, client_id="c", client_secret=CLIENT_SECRET),
+        "post": ClientCredentials(
+            url, client_id="c", client_secret=CLIENT_SECRET, client_auth=ClientSecretPost()
+        ),
+        "client_secret_jwt": ClientCredentials(
+            url,
+            client_id="c",
+            client_secret=CLIENT_SECRET + "-padded-to-32-bytes",
+            client_auth=ClientSecretJWT(algorithm="HS256"),
+        ),
+        "private_key_jwt": ClientCredentials(
+            url, client_id="c", client_auth=PrivateKeyJWT(pem, algorithm="ES256")
+        ),
+        "jwt_bearer": JWTBearerGrant(url, issuer="svc", subject="user", key=pem, algorithm="ES256"),
+    }
+
+
+@pytest.mark.parametrize("grant", sorted(_grants()))
+@pytest.mark.parametrize("bad", [None, "noon", float("nan")], ids=["None", "str", "nan"])
+def test_a_clock_that_breaks_at_request_time_is_typed_for_every_grant(
+    grant: str, bad: object
+) -> None:
+    """A clock that returned a number at construction and a non-number when a token is
+    needed gives a ConfigurationError naming the clock, for every grant; never a TypeError."""
+    readings = iter([1_700_000_000.0])
+
+    def clock() -> Any:
+        return next(readings, bad)
+
+    auth = TokenAuth(_grants()[grant], clock=clock, retry=RetryPolicy.off())
+    with pytest.raises(ConfigurationError, match="clock"):
+        auth.get_token()
+
+
+async def test_a_clock_that_breaks_with_a_token_cached_is_a_configuration_error(
+    env: Env,
+) -> None:
+    """Once a token is cached, a clock that starts returning a non-number (or raising) gives
+    a ConfigurationError on the next request, not a TypeError from the hot path."""
+    readings: list[object] = []
+
+    def clock() -> Any:
+        return readings.pop(0) if readings else env.clock()
+
+    env.make(clock=clock)
+    assert (await env.request()).status_code == 200
+    readings.extend(["noon"] * 10)
+    with pytest.raises(ConfigurationError, match="clock"):
+        await env.request()

@@ -648,3 +648,67 @@ def test_f2_early_renewal_adopts_a_newer_shared_token(fleet: Any) -> None:
     effects, result = step(acq.acquire(blocking=True), store_script(("Get", newer)))
     assert ops(effects) == ["Get"]
     assert result is newer
+
+
+def test_f3_the_lease_holder_never_adopts_the_rejected_token(fleet: Any) -> None:
+    """After a 401, a store blip on the first read must not let the lease holder's second
+    read hand back the very token that was rejected."""
+    times = Times()
+    auth = fleet(times)
+    acq = auth._acquisition
+    rejected = acq.cache.store(shared_token(times, "old"), times.wall)
+    acq.invalidate(rejected)
+    effects, result = step(
+        acq.acquire(blocking=True),
+        store_script(
+            ("Get", StoreUnavailable("blip")), ("Lock", True), ("Get", rejected),
+            ("Send", ok("new")), ("Put", None), ("Unlock", True),
+        ),
+    )  # fmt: skip
+    assert ops(effects) == ["Get", "Lock", "Get", "Send", "Put", "Unlock"]
+    assert isinstance(result, Token)
+    assert result.access_token == "new"
+
+
+def test_f2_a_cancelled_lease_holder_hands_the_lease_back(fleet: Any) -> None:
+    """A holder whose fetch is cancelled or interrupted (anything but a TokenError thrown in)
+    releases the lease, shielded from the cancellation, instead of making the fleet wait it
+    out; then the exception goes on to the caller."""
+    times = Times()
+    auth = fleet(times)
+
+    class CancelledError(Exception):  # stands for a cancellation thrown in by an interpreter
+        pass
+
+    effects, result = step(
+        auth._acquisition.acquire(blocking=True),
+        store_script(
+            ("Get", None), ("Lock", True), ("Get", None), ("Send", CancelledError()),
+            ("Unlock", True),
+        ),
+    )  # fmt: skip
+    assert ops(effects) == ["Get", "Lock", "Get", "Send", "Unlock"]
+    unlock = effects[-1]
+    assert isinstance(unlock, StoreCall)
+    assert unlock.shielded is True
+    assert isinstance(result, CancelledError)
+    assert auth._acquisition.flight is None  # and the in-process flight landed
+
+
+def test_f6_a_shared_token_past_the_default_lifetime_is_not_adopted(fleet: Any) -> None:
+    """A token without expires_in counts as expired after default_lifetime in the shared
+    store too: it is not adopted for ever after."""
+    times = Times()
+    auth = fleet(times, default_lifetime=60.0)
+    old = Token("no-expiry", received_at=times.wall)
+    times.advance(120)
+    effects, result = step(
+        auth._acquisition.acquire(blocking=True),
+        store_script(
+            ("Get", old), ("Lock", True), ("Get", old), ("Send", ok("fresh")),
+            ("Put", None), ("Unlock", True),
+        ),
+    )  # fmt: skip
+    assert ops(effects) == ["Get", "Lock", "Get", "Send", "Put", "Unlock"]
+    assert isinstance(result, Token)
+    assert result.access_token == "fresh"

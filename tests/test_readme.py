@@ -28,7 +28,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from httpx_tokenauth import TokenAuth
+from httpx_tokenauth import RedisTokenStore, TokenAuth, generate_encryption_key
 from httpx_tokenauth.testing import (
     FEDERATED_JWT,
     JWT_BEARER,
@@ -37,11 +37,13 @@ from httpx_tokenauth.testing import (
     LocalAuthorizationServer,
     LocalCA,
     LocalIssuer,
+    ValkeyServer,
 )
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECRET = "readme-client-secret-0123456789-abcdefghij"  # 32+ bytes: HS256 works
 SERVICE_ACCOUNT = "reports@project.iam.example"
+CACHE_KEY = generate_encryption_key()
 #: The Kubernetes service account whose projected token the secretless examples read.
 POD_IDENTITY = "system:serviceaccount:billing:api"
 
@@ -85,6 +87,7 @@ class Rig:
     api: LocalAPI
     directory: Path
     ca_file: Path
+    valkey: ValkeyServer
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +104,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     with (
         LocalAuthorizationServer(ca) as server,
         LocalAPI(server, ca=ca, required_scopes={"/admin": "admin"}) as api,
+        ValkeyServer() as valkey,
     ):
         (directory / "service-account.json").write_text(
             json.dumps(
@@ -130,16 +134,19 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             platform.issuer, platform.jwks, client_id="billing-service", subject=POD_IDENTITY
         )
         platform.write(directory / "platform-token", POD_IDENTITY, server.token_url, lifetime=3600)
-        yield Rig(server, api, directory, ca_file)
+        yield Rig(server, api, directory, ca_file, valkey)
 
 
 @pytest.fixture
 def reader(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> Rig:
     """The environment and working directory a reader running the examples has."""
     monkeypatch.setenv("TOKEN_URL", rig.server.token_url)
+    monkeypatch.setenv("ISSUER", rig.server.issuer)
     monkeypatch.setenv("API_URL", rig.api.url)
     monkeypatch.setenv("CLIENT_SECRET", SECRET)
     monkeypatch.setenv("SSL_CERT_FILE", str(rig.ca_file))
+    monkeypatch.setenv("REDIS_URL", rig.valkey.url)
+    monkeypatch.setenv("TOKEN_CACHE_KEY", CACHE_KEY)
     monkeypatch.chdir(rig.directory)
     rig.server.reset()
     rig.api.reset()
@@ -221,6 +228,12 @@ def check_scopes(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert ("tenant", "acme") in form
 
 
+def check_by_issuer(ns: dict[str, Any], rig: Rig, out: str) -> None:
+    assert rig.server.metadata_requests == ["/.well-known/oauth-authorization-server"]
+    assert served(rig) == [("client_credentials", "svc", "client_secret_jwt", 200)]
+    assert api_calls(rig) == [("/things", 200)]
+
+
 def check_insufficient_scope(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert api_calls(rig) == [("/admin", 403)]
     assert out == "this call needs admin\n"
@@ -240,6 +253,38 @@ def check_retry(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert isinstance(ns["impatient"], TokenAuth)
 
 
+def check_fleet(ns: dict[str, Any], rig: Rig, out: str) -> None:
+    store = ns["store"] if "store" in ns else ns["auth"]._store
+    try:
+        if "auth" not in ns:  # the example with your own redis-py client builds a store
+            assert isinstance(store, RedisTokenStore)
+            return
+        assert served(rig) == [
+            ("client_credentials", "billing-service", "client_secret_basic", 200)
+        ]
+        if "client" in ns:
+            assert api_calls(rig) == [("/invoices", 200)]
+        # Another process with the same credential and store: no token request.
+        other = TokenAuth(ns["auth"]._provider, store=store)
+        assert other.get_token().access_token == rig.server.issued_tokens()[0]
+        assert len(served(rig)) == 1
+    finally:
+        store.close()
+
+
+def check_dpop(ns: dict[str, Any], rig: Rig, out: str) -> None:
+    assert out == "{'bound': True} DPoP t1\n"
+    # Token endpoint: one proof refused for want of the nonce, then one accepted with it.
+    ((_, token_claims),) = ns["token_proofs"].proofs
+    assert token_claims["nonce"] == ns["token_proofs"].nonce
+    assert "ath" not in token_claims
+    ((header, api_claims),) = ns["api_proofs"].proofs
+    assert (api_claims["htm"], api_claims["htu"]) == ("GET", "https://api.example/invoices")
+    assert "ath" in api_claims
+    assert header["jwk"] == ns["bound_to"]["t1"]
+    assert not served(rig)  # the example uses its own servers, not the rig's
+
+
 def check_testing(ns: dict[str, Any], rig: Rig, out: str) -> None:
     assert ns["server"].token_request_count == 2  # its own servers, which it asserted on
 
@@ -253,10 +298,13 @@ CHECKS: dict[str, Callable[[dict[str, Any], Rig, str], None]] = {
     "Secretless: the platform's token instead of a secret": check_secretless,
     "Token exchange (RFC 8693)": check_token_exchange,
     "Scopes, audiences and resources": check_scopes,
+    "Configure by issuer (discovery)": check_by_issuer,
     "httpx2": check_quickstart,
     "When the API answers 401": check_insufficient_scope,
     "Your own provider": check_own_provider,
     "When things go wrong": check_retry,
+    "Many processes, one token": check_fleet,
+    "DPoP: tokens bound to a key": check_dpop,
     "Testing your own code against real servers": check_testing,
 }
 #: httpx2 needs Python 3.11+: where it cannot be installed its example cannot run.

@@ -102,3 +102,89 @@ def test_cookies_stay_per_credential(server: KeepAliveTokenServer) -> None:
     assert "session" not in second._client().cookies
     first.close()
     second.close()
+
+
+def test_a_changed_ssl_cert_file_is_honoured_by_later_token_clients(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared TLS context follows SSL_CERT_FILE as it was when a client is made: a
+    process that points it at its CA after the first TokenAuth still gets verified TLS."""
+    from httpx_tokenauth.testing import LocalAuthorizationServer, LocalCA
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    early = TokenAuth(
+        ClientCredentials("https://as.example/token", client_id="c", client_secret="s" * 32)
+    )
+    early._client()  # made with the default trust store
+    ca = LocalCA()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    secret = "a-client-secret-of-32-bytes-or-more"
+    with LocalAuthorizationServer(ca) as server:
+        server.register_client("svc", secret=secret)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        later = TokenAuth(
+            ClientCredentials(server.token_url, client_id="svc", client_secret=secret)
+        )
+        assert later.get_token().access_token == server.issued_tokens()[0]
+        later.close()
+    early.close()
+
+
+class RecordingProxy:
+    """A loopback HTTP proxy that records the first line of what it is asked, then refuses."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.lines: list[str] = []
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(4)
+        self._sock.settimeout(5)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while b"\r\n" not in data:
+                chunk = conn.recv(1024)
+                if not chunk:
+                    break
+                data += chunk
+            self.lines.append(data.split(b"\r\n", 1)[0].decode())
+            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self._sock.close()
+        self._thread.join(5)
+
+
+def test_the_own_sync_client_goes_through_the_environments_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTPS_PROXY is honoured by the sync token client TokenAuth makes, as by httpx's own
+    clients (a shared pool must not silently bypass a proxy)."""
+    from httpx_tokenauth import RetryPolicy, TokenTransportError
+
+    proxy = RecordingProxy()
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    auth = TokenAuth(
+        ClientCredentials("https://as.example/token", client_id="c", client_secret="s" * 32),
+        retry=RetryPolicy.off(),
+    )
+    try:
+        with pytest.raises(TokenTransportError):
+            auth.get_token()
+    finally:
+        auth.close()
+        proxy.close()
+    assert proxy.lines == ["CONNECT as.example:443 HTTP/1.1"]

@@ -225,3 +225,40 @@ async def test_f4_the_stored_value_holds_no_token_or_identifier_in_clear(
         assert clear not in text
         assert clear not in names.entry
     assert CLIENT_SECRET not in repr(auth)
+
+
+@pytest.mark.parametrize("flavor", ["asyncio", "trio"])
+async def test_f5_sync_callers_holding_every_worker_thread_do_not_stall_the_store(
+    env: Env, tmp_path: Any
+) -> None:
+    """Sync callers filling anyio's thread pool while a task's fetch needs a thread for the
+    file store do not stall it: store operations use threads of their own."""
+    from httpx_tokenauth import FileTokenStore
+
+    auth = env.make(store=FileTokenStore(tmp_path, encryption_key=generate_encryption_key()))
+    sync_client = env.http.Client(auth=auth, transport=env.transport(env.api.handler))
+    threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+    go = __import__("threading").Event()
+    statuses: list[int] = []
+
+    def blocking_call() -> int:
+        go.wait(10)  # hold a pool thread until the task's fetch is under way
+        return int(sync_client.get("https://api.example/things").status_code)
+
+    async def sync_caller() -> None:
+        statuses.append(await anyio.to_thread.run_sync(blocking_call, abandon_on_cancel=True))
+
+    async def task_caller() -> None:
+        statuses.append((await env.request()).status_code)
+
+    with anyio.fail_after(10):  # a deadlock guard, not a timing
+        async with anyio.create_task_group() as tg:
+            for _ in range(threads):
+                tg.start_soon(sync_caller)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(task_caller)
+            await anyio.wait_all_tasks_blocked()
+            go.set()
+    sync_client.close()
+    assert statuses == [200] * (threads + 1)
+    assert env.auth_server.count == 1

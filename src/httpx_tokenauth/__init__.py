@@ -17,6 +17,13 @@ from ._assertions import AssertionSource, ClientAssertion, FileAssertion, GitHub
 from ._auth import TokenAuth
 from ._challenge import BearerChallenge, bearer_challenge
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
+from ._discovery import (
+    DiscoveryError,
+    IssuerMismatchError,
+    ResourceMismatchError,
+    UntrustedAuthorizationServerError,
+)
+from ._dpop import DPoP, DPoPNonceError, DPoPNotBoundError
 from ._errors import (
     AssertionExpiredError,
     AssertionSigningError,
@@ -44,10 +51,11 @@ from ._exchange import TokenExchangeGrant
 from ._jwt import ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
 from ._providers import AsyncTokenProvider, ClientCredentials, TokenProvider
 from ._retry import RetryPolicy
+from ._stats import TokenStats
 from ._store import TokenStore, generate_encryption_key
 from ._store_file import FileTokenStore
 from ._store_redis import RedisTokenStore
-from ._token import Token
+from ._token import RateLimit, Token
 
 __version__ = "0.1.0"
 
@@ -65,6 +73,10 @@ __all__ = [
     "ClientSecretJWT",
     "ClientSecretPost",
     "ConfigurationError",
+    "DPoP",
+    "DPoPNonceError",
+    "DPoPNotBoundError",
+    "DiscoveryError",
     "FileAssertion",
     "FileTokenStore",
     "GitHubActionsOIDC",
@@ -75,11 +87,14 @@ __all__ = [
     "InvalidScopeError",
     "InvalidTargetError",
     "InvalidTokenResponseError",
+    "IssuerMismatchError",
     "JWTBearerGrant",
     "NonVSCHARWarning",
     "PrivateKeyJWT",
     "ProviderError",
+    "RateLimit",
     "RedisTokenStore",
+    "ResourceMismatchError",
     "RetryPolicy",
     "Token",
     "TokenAuth",
@@ -88,12 +103,14 @@ __all__ = [
     "TokenExchangeGrant",
     "TokenProvider",
     "TokenResponseError",
+    "TokenStats",
     "TokenStore",
     "TokenTransportError",
     "UnauthorizedClientError",
     "UnexpectedTokenResponseError",
     "UnsupportedGrantTypeError",
     "UnsupportedTokenTypeError",
+    "UntrustedAuthorizationServerError",
     "bearer_challenge",
     "generate_encryption_key",
 ]

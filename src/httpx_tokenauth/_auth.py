@@ -13,6 +13,7 @@ binds the same code to httpx2 through another HTTPLib record.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import threading
@@ -25,13 +26,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from ._cache import TokenCache
-from ._challenge import decide_after_401
+from ._challenge import decide_after_401, dpop_nonce_demanded
+from ._discovery import DiscoveryState, ServerMetadata, cache_for, resource_metadata_of
+from ._dpop import DPoP, Prover, nonce_demand_error, normalize_htu
 from ._errors import ConfigurationError, InsecureTransportError, TokenError, TokenTransportError
 from ._interpret import run_async, run_sync
 from ._program import Acquisition, Program, reset_after_fork
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy
+from ._stats import FORCED, REJECTED, Recorder, TokenStats
 from ._store import TokenStore
 from ._token import RawResponse, Token
 from ._transport import HTTPX, DeadlineExceededError, HTTPLib, replayable, send_async, send_sync
@@ -79,6 +83,10 @@ class TokenAuthBase:
         cooldown: float = 5.0,
         clock: Callable[[], float] = time.time,
         store: TokenStore | None = None,
+        dpop: DPoP | None = None,
+        telemetry: bool = False,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
     ) -> None:
         if isinstance(provider, type):
             raise ConfigurationError(
@@ -112,6 +120,7 @@ class TokenAuthBase:
             raise ConfigurationError(
                 f"retry must be a RetryPolicy(...) or None, got {type(retry).__name__}"
             )
+        self._dpop: Prover | None = _prover(dpop, provider)
         self._provider = provider
         self._cache = TokenCache(
             leeway=leeway, default_lifetime=default_lifetime, cooldown=cooldown
@@ -130,6 +139,7 @@ class TokenAuthBase:
             self._source = type(provider).__name__
             host = None
         self._store = store
+        recorder = Recorder(_telemetry(telemetry, meter_provider, tracer_provider, host, provider))
         self._acquisition = Acquisition(
             provider,
             cache=self._cache,
@@ -139,14 +149,31 @@ class TokenAuthBase:
             host=host,
             lib_name=lib,
             store=store,
-            names=None if store is None else store.entry_names(_identity(provider, store)),
+            names=None
+            if store is None
+            else store.entry_names(_identity(provider, store, self._dpop)),
+            dpop=self._dpop,
+            recorder=recorder,
         )
+        discovered = provider._discovered if isinstance(provider, Grant) else None
+        if discovered is not None and isinstance(provider, Grant):
+            # A grant made by from_issuer: its metadata is cached per issuer, for every
+            # TokenAuth sending over the same token client (or over clients of their own).
+            cache = cache_for(token_client if token_client is not None else async_token_client)
+            self._acquisition.discovery = DiscoveryState(provider, discovered, cache)
+            if store is not None:
+                self._acquisition.identity = _identity(provider, store)
         reset_after_fork(self)
 
     # -- the two drivers -------------------------------------------------------------------
     # The hot path: a fresh cached token is a read and a header; no program runs.
 
     def sync_auth_flow(self, request: Any) -> Generator[Any, Any]:
+        if self._dpop is not None:
+            flow, value = self._dpop_flow(request, self._dpop, True), None
+            while (step := _next(flow, value)) is not None:
+                value = run_sync(self, step.program) if isinstance(step, _Run) else (yield step)
+            return
         token = self._fresh_for(request) or run_sync(self, self._acquire(True))
         can_replay = self._attach(request, token)
         response = yield request
@@ -157,6 +184,14 @@ class TokenAuthBase:
                 yield request
 
     async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
+        if self._dpop is not None:
+            flow, value = self._dpop_flow(request, self._dpop, False), None
+            while (step := _next(flow, value)) is not None:
+                if isinstance(step, _Run):
+                    value = await run_async(self, step.program)
+                else:
+                    value = yield step
+            return
         token = self._fresh_for(request)
         if token is None:
             token = await run_async(self, self._acquire(False))
@@ -176,19 +211,39 @@ class TokenAuthBase:
 
     # -- the token itself, for other channels (gRPC, websockets, a CLI) -------------------
 
-    def get_token(self) -> Token:
+    def get_token(self, *, force: bool = False) -> Token:
         """The current token, fetched or renewed first if needed, by the same rules.
 
         For channels other than httpx (gRPC metadata, a websocket header). If
         that channel rejects the token, pass it to ``invalidate`` and call
-        ``get_token`` again.
+        ``get_token`` again. ``force=True`` drops the cached token, valid or
+        not, and fetches a new one (reason ``forced``): callers that need a
+        token meanwhile wait for that fetch, and if it fails, there is no
+        token until the next fetch succeeds.
         """
-        return self._cache.fresh(self._clock()) or run_sync(self, self._acquire(True))
+        if force is not False and check_flag("force", force):
+            self._acquisition.force(FORCED)
+            return run_sync(self, self._acquire(True))
+        return self._cached() or run_sync(self, self._acquire(True))
 
-    async def aget_token(self) -> Token:
+    async def aget_token(self, *, force: bool = False) -> Token:
         """The async mirror of ``get_token``."""
-        token = self._cache.fresh(self._clock())
+        if force is not False and check_flag("force", force):
+            self._acquisition.force(FORCED)
+            return await run_async(self, self._acquire(False))
+        token = self._cached()
         return token if token is not None else await run_async(self, self._acquire(False))
+
+    def stats(self) -> TokenStats:
+        """What this TokenAuth did to get its tokens so far, as an immutable snapshot.
+
+        Token requests by reason and outcome, retries, replays after a 401 and
+        refused ones, shared-store hits, misses and failures, the time requests
+        spent waiting for a token, and the last rate-limit headers of the token
+        endpoint. Requests served from the cache are not counted (they cost
+        nothing to serve, and nothing to count).
+        """
+        return self._acquisition.recorder.snapshot()
 
     def invalidate(self, token: Token) -> None:
         """Drop ``token`` from the cache if it is still the current one (compare-and-invalidate).
@@ -197,6 +252,18 @@ class TokenAuthBase:
         already replaced it, nothing happens.
         """
         self._acquisition.invalidate(token)
+
+    def _discover(self) -> tuple[ServerMetadata, Grant]:
+        """The issuer's metadata, checked, and the grant it completes (``discover`` in the CLI).
+
+        Nothing is sent to the token endpoint.
+        """
+        state = self._acquisition.discovery
+        if state is None:
+            raise ConfigurationError("this TokenAuth's grant was not made with from_issuer()")
+        deadline_at = time.monotonic() + self._acquisition.retry.deadline
+        metadata = run_sync(self, self._acquisition._server_metadata(state, deadline_at))
+        return metadata, state.resolved(metadata)
 
     # -- what both drivers share: the rules around one API request -------------------------
 
@@ -213,7 +280,18 @@ class TokenAuthBase:
                 "http (RFC 6750 §5.3): use https://, or TokenAuth(..., "
                 "allow_insecure_http=True) if this really is a trusted network"
             )
-        return self._cache.fresh(self._clock())
+        token = self._cached()
+        if token is None and self._acquisition.discovery is not None:
+            self._acquisition.discovery.note_request(str(url))  # RFC 9728 §3.1, once
+        return token
+
+    def _cached(self) -> Token | None:
+        """The cached token if it is fresh. A clock that breaks reads as "not fresh": the
+        program's checked clock read then says what is wrong, as a ConfigurationError."""
+        try:
+            return self._cache.fresh(self._clock())
+        except Exception:
+            return None
 
     def _attach(self, request: Any, token: Token) -> bool:
         """Put the token on the request; whether its body could be sent again."""
@@ -221,7 +299,7 @@ class TokenAuthBase:
         return replayable(self._lib, request)  # before sending: a transport may buffer it
 
     def _acquire(self, blocking: bool) -> Program[Token]:
-        return self._acquisition.acquire(blocking=blocking)
+        return self._acquisition.acquire_observed(blocking=blocking)
 
     def _after_401(
         self, request: Any, response: Any, token: Token, can_replay: bool, blocking: bool = False
@@ -239,21 +317,89 @@ class TokenAuthBase:
             if can_replay:
                 raise
             return None  # the body cannot be resent: the caller gets the 401 (renewal failed too)
+        if can_replay:
+            self._acquisition.recorder.replay(True)
         return renewed if can_replay else None
+
+    # -- DPoP (SPEC D1, D2): a proof on every request, the nonce and renewal replays -----
+
+    def _dpop_flow(self, request: Any, dpop: Prover, blocking: bool) -> Generator[Any, Any, None]:
+        """One API request with DPoP, for both drivers: yields the request to send (and
+        gets the response) or a ``_Run`` of a program (and gets its result).
+
+        A 401 ``DPoP error="use_dpop_nonce"`` replays once with the nonce and the same
+        token; a 401 that calls for a new token renews and replays once (SPEC U6); a
+        second nonce demand is a DPoPNonceError.
+        """
+        token = self._fresh_for(request)
+        if token is None:
+            token = yield _Run(self._acquire(blocking))
+        can_replay = self._attach_dpop(request, token, dpop)
+        response = yield request
+        nonce_replayed = renewed = False
+        while True:
+            learned = dpop.learn(str(response.request.url), response.headers.get("dpop-nonce"))
+            if response.status_code != 401:
+                return
+            sent = response.request.headers.get("Authorization") == token.authorization
+            challenges = response.headers.get_list("www-authenticate")
+            if sent and token.token_type == "DPoP" and dpop_nonce_demanded(challenges):
+                if nonce_replayed or not (learned or dpop.nonce_for(str(request.url))):
+                    origin = normalize_htu(str(response.request.url))[0]
+                    raise nonce_demand_error(origin, 401, had_nonce=nonce_replayed)
+                if not can_replay:
+                    logger.warning(
+                        "%s %s asks for a DPoP nonce, but the request body is a stream that "
+                        "cannot be sent twice, so the 401 is returned to the caller",
+                        request.method,
+                        redacted_url(str(request.url)),
+                        extra={"event": "replay_refused", "reason": "body cannot be resent"},
+                    )
+                    return
+                nonce_replayed = True
+            elif renewed:
+                return
+            else:
+                renewed = True
+                again = yield _Run(self._after_401(request, response, token, can_replay, blocking))
+                if again is None:
+                    return
+                token = again
+            self._attach_dpop(request, token, dpop)
+            response = yield request
+
+    def _attach_dpop(self, request: Any, token: Token, dpop: Prover) -> bool:
+        """The token and a fresh proof bound to it (``ath``); a Bearer token goes alone."""
+        request.headers["Authorization"] = token.authorization
+        if token.token_type == "DPoP":
+            request.headers["DPoP"] = dpop.proof(
+                request.method, str(request.url), self._clock(), access_token=token.access_token
+            )
+        elif "DPoP" in request.headers:
+            del request.headers["DPoP"]
+        return replayable(self._lib, request)
 
     def _renews(self, request: Any, response: Any, token: Token, can_replay: bool) -> bool:
         """Whether this 401 is about our token and calls for a new one (and drop it if so)."""
         if response.request.headers.get("Authorization") != token.authorization:
             # A redirect took the request to another origin and httpx dropped our
             # header: this 401 is not about our token.
+            self._acquisition.recorder.replay(False)
             logger.debug(
                 "401 from %s is not about our token (it was not sent there)",
                 redacted_url(str(response.request.url)),
                 extra={"event": "replay_refused", "reason": "token not sent to that origin"},
             )
             return False
-        decision = decide_after_401(response.headers.get_list("www-authenticate"))
+        challenges = response.headers.get_list("www-authenticate")
+        decision = decide_after_401(challenges, dpop=self._dpop is not None)
+        discovery = self._acquisition.discovery
+        if decision.renew and discovery is not None:
+            metadata_url = resource_metadata_of(challenges)
+            if metadata_url is not None:  # RFC 9728 §5.1: read it before the next token
+                discovery.note_challenge(metadata_url, str(request.url))
         if not decision.renew:
+            self._acquisition.recorder.replay(False)
             logger.debug(
                 "not replaying %s %s: %s",
                 request.method,
@@ -262,8 +408,9 @@ class TokenAuthBase:
                 extra={"event": "replay_refused", "reason": decision.reason},
             )
             return False
-        self._acquisition.invalidate(token)
+        self._acquisition.invalidate(token, REJECTED)
         if not can_replay:
+            self._acquisition.recorder.replay(False)
             logger.warning(
                 "%s %s got %s; the token will be renewed, but the request body is a "
                 "stream that cannot be sent twice, so the 401 is returned to the caller",
@@ -297,13 +444,14 @@ class TokenAuthBase:
             if value is None or value > remaining:
                 value, capped = remaining, True
             phases[name] = value
+        client, timeout = self._client(), self._lib.Timeout(**phases)
         try:
-            return send_sync(
-                self._lib,
-                self._client(),
-                request,
-                timeout=self._lib.Timeout(**phases),
-                deadline_at=deadline_at,
+            return _within(
+                remaining,
+                lambda: send_sync(
+                    self._lib, client, request, timeout=timeout, deadline_at=deadline_at
+                ),
+                DeadlineExceededError(self._deadline_message(), token_url=self._source),
             )
         except TokenTransportError as exc:
             if capped and isinstance(exc.__cause__, self._lib.TimeoutException):
@@ -357,7 +505,8 @@ class TokenAuthBase:
 
     def __repr__(self) -> str:
         store = "" if self._store is None else f", store={self._store!r}"
-        return f"TokenAuth({self._provider!r}, leeway={self._leeway!r}{store})"
+        dpop = "" if self._dpop is None else f", dpop={self._dpop!r}"
+        return f"TokenAuth({self._provider!r}, leeway={self._leeway!r}{store}{dpop})"
 
 
 class TokenAuth(TokenAuthBase, httpx.Auth):
@@ -376,9 +525,19 @@ class TokenAuth(TokenAuthBase, httpx.Auth):
     no redirects. They never go through the client TokenAuth is attached to,
     so token responses never show up in its history or event hooks.
 
+    ``stats()`` says what getting tokens has cost so far, and every token
+    request is logged with the reason it was made. ``telemetry=True`` also
+    reports OpenTelemetry metrics and a span per token request through the
+    globally configured providers; ``meter_provider=`` / ``tracer_provider=``
+    pass others (both need ``opentelemetry-api``: the ``otel`` extra).
+
     Bearer tokens are only sent over https, to loopback hosts, or anywhere
     with ``allow_insecure_http=True`` (SPEC T3). ``clock`` returns the current
     time in seconds (``time.time`` by default).
+
+    ``store`` (a RedisTokenStore or FileTokenStore) shares tokens between
+    processes: every process with the same credential and store makes one
+    token request between them. The in-process cache stays in front of it.
     """
 
     _lib = HTTPX
@@ -396,7 +555,60 @@ def _anyio() -> ModuleType:
     return anyio
 
 
-def _identity(provider: Provider, store: object) -> tuple[str, ...]:
+class _Run:
+    """A step of the DPoP flow: run this program and send back its result."""
+
+    __slots__ = ("program",)
+
+    def __init__(self, program: Program[Any]) -> None:
+        self.program = program
+
+
+def _next(flow: Generator[Any, Any, None], value: Any) -> Any:
+    """The flow's next step, or None once it is done."""
+    try:
+        return flow.send(value)
+    except StopIteration:
+        return None
+
+
+def _prover(dpop: object, provider: Provider) -> Prover | None:
+    """SPEC D1: the DPoP prover of this TokenAuth (its key generated now, if none was given)."""
+    if dpop is None:
+        return None
+    if not isinstance(dpop, DPoP):
+        raise ConfigurationError(f"dpop must be DPoP(...) or None, got {type(dpop).__name__}")
+    if not isinstance(provider, Grant):
+        raise ConfigurationError(
+            "dpop= needs a grant (ClientCredentials or JWTBearerGrant), whose token requests "
+            f"TokenAuth sends with a proof; {type(provider).__name__} fetches its own tokens"
+        )
+    return dpop.bind()
+
+
+#: Grant names for telemetry attributes; other providers are named by their class.
+_GRANTS = {"ClientCredentials": "client_credentials", "JWTBearerGrant": "jwt_bearer"}
+
+
+def _telemetry(
+    telemetry: object,
+    meter_provider: object,
+    tracer_provider: object,
+    host: str | None,
+    provider: Provider,
+) -> Any:
+    """The OpenTelemetry instruments asked for (SPEC O3), or None; nothing imported if not."""
+    if telemetry is False and meter_provider is None and tracer_provider is None:
+        return None
+    from ._otel import telemetry_for  # noqa: PLC0415  (only when telemetry is asked for)
+
+    name = type(provider).__name__
+    return telemetry_for(
+        telemetry, meter_provider, tracer_provider, host=host, grant=_GRANTS.get(name, name)
+    )
+
+
+def _identity(provider: Provider, store: object, dpop: Prover | None = None) -> tuple[str, ...]:
     """What shapes the provider's tokens, for the shared store's entry name (SPEC F1)."""
     if not isinstance(store, TokenStore):
         raise ConfigurationError(
@@ -411,7 +623,8 @@ def _identity(provider: Provider, store: object) -> tuple[str, ...]:
             "give it a cache_identity() method returning a non-empty tuple of strings that "
             "differs whenever the tokens would (token URL, client, scope, audience, ...)"
         )
-    return value
+    # SPEC D3: a DPoP token is bound to its key, so processes share it only with that key.
+    return value if dpop is None else (*value, f"dpop_jkt={dpop.jkt}")
 
 
 def _check_clock(clock: object) -> None:
@@ -441,3 +654,36 @@ def _finite(value: float) -> bool:
         return math.isfinite(value)
     except OverflowError:
         return False
+
+
+def _within(seconds: float, call: Callable[[], RawResponse], late: Exception) -> RawResponse:
+    """``call()`` in a worker thread, waited for at most ``seconds``; else raise ``late``.
+
+    httpx's timeouts restart on every byte, so a server that drips its headers
+    would hold a blocking caller (and everyone waiting on its fetch) far past
+    the retry deadline. The abandoned attempt ends by its own timeouts.
+    """
+    outcome: list[RawResponse] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+    context = contextvars.copy_context()  # tracing context and the like, as in this thread
+
+    def attempt() -> None:
+        try:
+            outcome.append(context.run(call))
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=attempt, name="httpx-tokenauth token request", daemon=True).start()
+    if not done.wait(max(0.0, seconds) + _GRACE):
+        raise late
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+#: How long past the deadline a blocking token request may finish on its own (the
+#: per-phase timeouts already end at the deadline; this covers their granularity).
+_GRACE = 0.05

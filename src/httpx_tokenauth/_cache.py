@@ -12,6 +12,7 @@ reader sees either the old entry or the new one, never a mix.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class _Entry:
     expires_at: float  # inf: no expiry known
     retry_at: float = -math.inf  # no early renewal attempt before this (clock time)
     retry_mono: float = -math.inf  # ... or before this (monotonic time), whichever is first
+    held: bool = False  # an early renewal brought this same access token back (hold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,15 @@ class TokenCache:
     def token(self) -> Token | None:
         entry = self._entry
         return None if entry is None else entry.token
+
+    def expiry_of(self, token: Token) -> float | None:
+        """When ``token`` expires by this cache's rules: its own expiry, else received_at
+        plus ``default_lifetime``, else None (used until a 401)."""
+        if token.expires_at is not None:
+            return token.expires_at
+        if self._default_lifetime is not None and token.received_at is not None:
+            return token.received_at + self._default_lifetime
+        return None
 
     def fresh(self, now: float) -> Token | None:
         """The token if it is fresh at ``now`` (the hot path), else None."""
@@ -133,6 +144,31 @@ class TokenCache:
             self._entry = _Entry(token, expires_at - window, expires_at)
         return token
 
+    def hold(self, token: Token, now: float, final: float) -> Token:
+        """Cache a renewal that brought back the access token already cached.
+
+        The next early renewal waits for the last ``final`` seconds before
+        expiry (at most the token's renewal window); if the token is already
+        in them, or this is the second time in a row, there is no early
+        renewal: the token is renewed once it has expired. Either way a server
+        that hands out the same token until it expires costs one or two
+        requests more per lifetime, not one per request.
+        """
+        previous = self._entry
+        again = (
+            previous is not None
+            and previous.held
+            and previous.token.access_token == token.access_token
+        )
+        self.store(token, now)
+        entry = self._entry
+        if entry is None or not math.isfinite(entry.expires_at):
+            return token
+        last = entry.expires_at - min(final, entry.expires_at - entry.refresh_at)
+        refresh_at = entry.expires_at if again or now >= last else last
+        self._entry = dataclasses.replace(entry, refresh_at=refresh_at, held=True)
+        return token
+
     def invalidate(self, token: Token) -> bool:
         """Drop the cached token only if it is ``token`` (compare-and-invalidate).
 
@@ -152,7 +188,12 @@ class TokenCache:
         if entry is not None and now < entry.expires_at:
             delay = min(MAX_RETRY, max(MIN_RETRY, (entry.expires_at - now) * RETRY_SHARE))
             self._entry = _Entry(
-                entry.token, entry.refresh_at, entry.expires_at, now + delay, mono + delay
+                entry.token,
+                entry.refresh_at,
+                entry.expires_at,
+                now + delay,
+                mono + delay,
+                entry.held,
             )
 
     def fetch_failed(self, error: TokenError, now: float, mono: float = math.inf) -> Token | None:

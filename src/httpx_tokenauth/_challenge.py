@@ -13,12 +13,15 @@ from functools import cache
 from types import MappingProxyType
 from typing import Protocol
 
+from ._errors import printable
+
 __all__ = [
     "BearerChallenge",
     "Challenge",
     "Decision",
     "bearer_challenge",
     "decide_after_401",
+    "dpop_nonce_demanded",
     "parse_www_authenticate",
 ]
 
@@ -170,22 +173,34 @@ class Decision:
     reason: str
 
 
-def decide_after_401(www_authenticate: Iterable[str]) -> Decision:
+def decide_after_401(www_authenticate: Iterable[str], *, dpop: bool = False) -> Decision:
     """SPEC U6-U8: renew and replay on no challenge, a bare Bearer challenge or invalid_token.
 
     Hand back on ``insufficient_scope``, ``invalid_request``, any other error
     code, and on challenges that do not offer Bearer at all (``Basic`` only).
+    With ``dpop``, a ``DPoP`` challenge counts as a Bearer one (RFC 9449 §7.1).
     """
     challenges = parse_www_authenticate(www_authenticate)
     if not challenges:
         return Decision(renew=True, reason="401 without a challenge")
+    schemes = ("bearer", "dpop") if dpop else ("bearer",)
     for challenge in challenges:
-        if challenge.scheme.lower() == "bearer":
+        if challenge.scheme.lower() in schemes:
             error = challenge.params.get("error")
             if error is None:
                 return Decision(renew=True, reason="401 with a Bearer challenge and no error")
             if error == "invalid_token":
                 return Decision(renew=True, reason="401 invalid_token")
-            return Decision(renew=False, reason=f"401 {error[:40]}: a new token would not help")
-    schemes = ", ".join(sorted({c.scheme[:20] for c in challenges}))
-    return Decision(renew=False, reason=f"401 asks for {schemes}, not Bearer")
+            return Decision(
+                renew=False, reason=f"401 {printable(error, 40)}: a new token would not help"
+            )
+    offered = ", ".join(sorted({printable(c.scheme, 20) for c in challenges}))
+    return Decision(renew=False, reason=f"401 asks for {offered}, not Bearer")
+
+
+def dpop_nonce_demanded(www_authenticate: Iterable[str]) -> bool:
+    """SPEC D2: whether a 401 says ``DPoP error="use_dpop_nonce"`` (RFC 9449 §9)."""
+    return any(
+        c.scheme.lower() == "dpop" and c.params.get("error") == "use_dpop_nonce"
+        for c in parse_www_authenticate(www_authenticate)
+    )

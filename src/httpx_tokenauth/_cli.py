@@ -19,6 +19,7 @@ import argparse
 import base64
 import binascii
 import json
+import logging
 import math
 import os
 import re
@@ -38,10 +39,12 @@ from . import __version__
 from ._assertions import ClientAssertion, FileAssertion
 from ._auth import TokenAuth
 from ._client_auth import ClientAuth, ClientSecretBasic, ClientSecretPost
+from ._discovery import ServerMetadata, check_issuer
+from ._dpop import DPoP, DPoPNotBoundError, generate_key, public_jwk, thumbprint
 from ._errors import AssertionSourceError, ConfigurationError, InsecureTransportError, TokenError
 from ._exchange import TOKEN_TYPES, TokenExchangeGrant, token_type_uri
 from ._jwt import RESERVED_CLAIMS, ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
-from ._keys import KeyConfigurationError, check_algorithm
+from ._keys import KeyConfigurationError, check_algorithm, load_signing_key
 from ._providers import RESERVED_PARAMS, ClientCredentials
 from ._request import normalize_multi, normalize_scope
 from ._retry import RetryPolicy
@@ -63,7 +66,7 @@ AUTH_METHODS = ("basic", "post", "client_secret_jwt", "private_key_jwt", "client
 SECRET_METHODS = frozenset({"basic", "post", "client_secret_jwt"})
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 #: Headers whose values are never printed in full.
-SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "dpop"})
 
 
 class UsageError(Exception):
@@ -113,6 +116,7 @@ examples:
   curl -H "Authorization: Bearer $({PROG} token --scope invoices:read)" https://api.example/
   {PROG} token --json    # type, expiry, scope, unverified JWT claims
   {PROG} token --client-id svc --auth private_key_jwt --key-file svc.pem --key-id k1
+  {PROG} token --dpop-key-file dpop.pem --json   # a DPoP-bound token: type, key thumbprint
 
 Client authentication, unless --auth says otherwise: client_secret_basic when a
 secret is given, private_key_jwt when only --key-file is. Secrets are read
@@ -127,13 +131,26 @@ _REQUEST_EPILOG = f"""\
 examples:
   {PROG} request GET https://api.example/invoices
   {PROG} request POST https://api.example/invoices --json-body '{{"amount": 10}}' -v
+  {PROG} request GET https://api.example/invoices --dpop   # DPoP (RFC 9449)
 
 The status line and headers the API sent go to stdout, then the body. With -v,
 every request sent (the 401 replay included) goes to stderr, with the token
-shortened. Token options are those of '{PROG} token'.
+shortened, and so does every token request, with why it was made (reason:
+cold, expired, early, rejected, ...), how it ended and the token endpoint's
+rate-limit headers. Token options are those of '{PROG} token'.
 
 exit status: 0 a response arrived (with --fail: and its status is below 400),
 1 failure, 2 wrong command line or configuration.
+"""
+
+_DISCOVER_EPILOG = f"""\
+examples:
+  {PROG} discover https://login.example.com/tenant
+  {PROG} discover https://as.example --client-id svc --client-secret-file secret.txt
+  {PROG} token --issuer https://as.example --client-id svc   # then use it
+
+exit status: 0 the metadata was found and passes the checks, 1 it was not found or
+fails them (the message says which), 2 wrong command line or configuration.
 """
 
 _DEMO_EPILOG = """\
@@ -151,11 +168,18 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
         "--token-url", metavar="URL", help=f"the token endpoint {_env_help('TOKEN_URL')}"
     )
     g.add_argument(
+        "--issuer",
+        metavar="URL",
+        help="instead of --token-url: the authorization server's issuer identifier; its "
+        "metadata (RFC 8414 / OpenID) gives the token endpoint and, without --auth, the "
+        f"client authentication {_env_help('ISSUER')}",
+    )
+    g.add_argument(
         "--grant",
         choices=GRANTS,
         help="client_credentials (the default), jwt_bearer (RFC 7523: a signed "
-        "assertion, see --issuer) or token_exchange (RFC 8693: trade a platform token, see "
-        f"--subject-token-file) {_env_help('GRANT')}",
+        "assertion, see --assertion-issuer) or token_exchange (RFC 8693: trade a platform "
+        f"token, see --subject-token-file) {_env_help('GRANT')}",
     )
     g.add_argument(
         "--scope",
@@ -253,7 +277,11 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
     )
 
     g = p.add_argument_group("JWT-bearer grant (--grant jwt_bearer)")
-    g.add_argument("--issuer", metavar="ISS", help=f"the assertion's iss {_env_help('ISSUER')}")
+    g.add_argument(
+        "--assertion-issuer",
+        metavar="ISS",
+        help=f"the assertion's iss {_env_help('ASSERTION_ISSUER')}",
+    )
     g.add_argument("--subject", metavar="SUB", help=f"the assertion's sub {_env_help('SUBJECT')}")
     g.add_argument(
         "--claim",
@@ -298,6 +326,22 @@ def _add_provider_options(p: argparse.ArgumentParser) -> None:
         "--requested-token-type",
         metavar="TYPE",
         help=f"the type of token to ask for {_env_help('REQUESTED_TOKEN_TYPE')}",
+    )
+
+    g = p.add_argument_group("DPoP (RFC 9449): tokens bound to a key")
+    g.add_argument(
+        "--dpop",
+        action="store_true",
+        help="prove possession of a key: a DPoP proof on the token request (and, for "
+        "'request', on the API request); the token is bound to the key and sent as "
+        "'Authorization: DPoP'. Without --dpop-key-file the key is generated for this run "
+        "and forgotten when it ends (so a printed token is for inspection only)",
+    )
+    g.add_argument(
+        "--dpop-key-file",
+        metavar="PATH",
+        help="the DPoP private key, unencrypted: PEM, DER or a JWK (JSON), EC, Ed25519 or "
+        f"RSA; the algorithm comes from the key; implies --dpop {_env_help('DPOP_KEY_FILE')}",
     )
 
     g = p.add_argument_group("TLS and network")
@@ -395,9 +439,29 @@ def parser() -> argparse.ArgumentParser:
     body = r.add_mutually_exclusive_group()
     body.add_argument("--data", metavar="DATA", help="request body; @PATH reads it from a file")
     body.add_argument("--json-body", metavar="JSON", help="a JSON request body")
-    r.add_argument("-v", "--verbose", action="store_true", help="show what is sent, on stderr")
+    r.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show what is sent, and why each token is fetched, on stderr",
+    )
     r.add_argument("--fail", action="store_true", help="exit 1 when the status is 400 or above")
     _add_provider_options(request)
+
+    discover = commands.add_parser(
+        "discover",
+        help="read an authorization server's metadata and show what would be used",
+        description="Fetch the metadata of the authorization server whose issuer is ISSUER\n"
+        "(RFC 8414, then OpenID Discovery), check it as TokenAuth does, and show what it\n"
+        "says and what a grant configured with --issuer ISSUER would use. Nothing is sent\n"
+        "to the token endpoint. Give the client options (--client-id and a secret or a key)\n"
+        "to see the client authentication chosen for them.",
+        epilog=_DISCOVER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    discover.add_argument("discover_issuer", metavar="ISSUER", help="the issuer identifier")
+    discover.add_argument("--json", action="store_true", help="print it as JSON")
+    _add_provider_options(discover)
 
     commands.add_parser(
         "demo",
@@ -429,6 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo.run(stdout)
         if args.command == "token":
             return _token_command(args, stdout)
+        if args.command == "discover":
+            return _discover_command(args, stdout)
         return _request_command(args, stdout, stderr)
     except (UsageError, ConfigurationError) as exc:
         _fail(stderr, exc)
@@ -457,14 +523,90 @@ def _token_command(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.show_token and not args.json:
         raise UsageError("--show-token goes with --json (without --json only the token is printed)")
     provider = build_provider(args)
+    dpop = build_dpop(args)
     with _clients(args) as (token_client, _):
-        auth = TokenAuth(provider, token_client=token_client, retry=_retry(args))
-        token = auth.get_token()
+        auth = TokenAuth(
+            provider,
+            token_client=token_client,
+            retry=_retry(args),
+            dpop=dpop.dpop if dpop else None,
+        )
+        with _dpop_errors(args):
+            token = auth.get_token()
     if not args.json:
         stdout.write(token.access_token + "\n")
+        if dpop is not None:
+            note = (
+                ""
+                if dpop.from_file
+                else "; the key was generated for this run and is gone: pass --dpop-key-file "
+                "PATH to keep using the token"
+            )
+            sys.stderr.write(
+                f"{PROG}: token_type {token.token_type}, bound to the key with thumbprint "
+                f"(jkt) {dpop.jkt}{note}\n"
+            )
         return EXIT_OK
-    stdout.write(json.dumps(token_info(token, show_token=args.show_token), indent=2) + "\n")
+    info = token_info(token, show_token=args.show_token)
+    if dpop is not None:
+        info["dpop_jkt"] = dpop.jkt
+        info["dpop_algorithm"] = dpop.dpop.algorithm
+    stdout.write(json.dumps(info, indent=2) + "\n")
     return EXIT_OK
+
+
+@dataclass(frozen=True)
+class _DPoPKey:
+    """The DPoP configuration of a command and its key's RFC 7638 thumbprint."""
+
+    dpop: DPoP
+    jkt: str
+    from_file: bool
+
+
+def build_dpop(args: argparse.Namespace) -> _DPoPKey | None:
+    """DPoP(...) from --dpop / --dpop-key-file, or None; refusals name the option."""
+    path, path_origin = _opt_from(args, "dpop_key_file", "DPOP_KEY_FILE")
+    if path is None:
+        if not args.dpop:
+            return None
+        key: Any = generate_key("ES256")
+        return _DPoPKey(DPoP(key, algorithm="ES256"), thumbprint(public_jwk(key)), False)
+    origin = (
+        f"--dpop-key-file {path}" if path_origin.startswith("--") else f"{path_origin} ({path})"
+    )
+    raw = _read_file(path, "DPoP key file")
+    data: bytes | str = raw.decode("utf-8", "replace") if raw.lstrip().startswith(b"{") else raw
+    try:
+        key, algorithm, _ = load_signing_key(data, algorithm=None, password=None)
+        dpop = DPoP(key, algorithm=algorithm)
+    except KeyConfigurationError as exc:
+        if exc.reason == "password_needed":
+            raise UsageError(
+                f"{origin}: the key is encrypted: a DPoP key file is read without a password; "
+                "store the key unencrypted, readable only by you (chmod 600)"
+            ) from None
+        raise UsageError(
+            f"{origin}: {exc.problem}: the file must hold an unencrypted EC (P-256, P-384, "
+            "P-521), Ed25519 or RSA private key as PEM, DER or a private JWK (JSON)"
+        ) from None
+    except ConfigurationError as exc:
+        raise UsageError(f"{origin}: {exc}") from None
+    return _DPoPKey(dpop, thumbprint(public_jwk(key)), True)
+
+
+@contextmanager
+def _dpop_errors(args: argparse.Namespace) -> Iterator[None]:
+    """A token the server did not bind, in the command line's terms."""
+    try:
+        yield
+    except DPoPNotBoundError:
+        flag = "--dpop-key-file" if _opt(args, "dpop_key_file", "DPOP_KEY_FILE") else "--dpop"
+        raise CommandError(
+            f"{flag}: the authorization server ignored the DPoP proof and issued a token that "
+            "is not bound to the key (token_type Bearer); refusing it. Enable DPoP for this "
+            f"client on the server, or drop {flag} to use a bearer token"
+        ) from None
 
 
 def token_info(
@@ -522,6 +664,101 @@ def _iso(seconds: float) -> str:
     )
 
 
+# -- discover ---------------------------------------------------------------------------
+
+
+def _discover_command(args: argparse.Namespace, stdout: TextIO) -> int:
+    if args.issuer is not None or args.token_url is not None:
+        raise UsageError("discover takes the issuer as its argument: drop --issuer/--token-url")
+    args.issuer = args.discover_issuer
+    args.token_url = None
+    has_client = _opt(args, "client_id", "CLIENT_ID") is not None and bool(
+        args.client_secret_env
+        or args.client_secret_file
+        or _has_default_secret()
+        or _opt(args, "key_file", "KEY_FILE")
+        or _opt(args, "service_account_file", "SERVICE_ACCOUNT_FILE")
+    )
+    if has_client:
+        provider = build_provider(args)
+    else:  # only the metadata: a stand-in grant, never used to send anything
+        issuer = _as_issuer(args)
+        assert issuer is not None  # noqa: S101 - args.issuer was just set
+        provider = ClientCredentials.from_issuer(
+            issuer,
+            client_id="discover",
+            client_secret="x" * 64,
+            allow_insecure_http=args.allow_insecure_http,
+        )
+    with _clients(args) as (token_client, _):
+        auth = TokenAuth(provider, token_client=token_client, retry=_retry(args))
+        metadata, resolved = auth._discover()
+    info = discovery_info(metadata, resolved if has_client else None)
+    if args.json:
+        stdout.write(json.dumps(info, indent=2) + "\n")
+        return EXIT_OK
+    width = max(len(k) for k in info)
+    for name, value in info.items():
+        if isinstance(value, dict):
+            stdout.write(f"{name}:\n")
+            for k, v in value.items():
+                stdout.write(f"  {k:<{width}} {_shown(v)}\n")
+        else:
+            stdout.write(f"{name:<{width + 2}} {_shown(value)}\n")
+    return EXIT_OK
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(not given)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "(none)"
+    return str(value)
+
+
+def discovery_info(metadata: ServerMetadata, resolved: object | None) -> dict[str, Any]:
+    """What ``discover`` prints: what the metadata says, and what would be used."""
+    info: dict[str, Any] = {
+        "issuer": metadata.issuer,
+        "metadata_url": metadata.url,
+        "token_endpoint": metadata.token_endpoint,
+        "token_endpoint_auth_methods_supported": _listed(
+            metadata.token_endpoint_auth_methods_supported
+        ),
+        "token_endpoint_auth_signing_alg_values_supported": _listed(
+            metadata.token_endpoint_auth_signing_alg_values_supported
+        ),
+        "grant_types_supported": _listed(metadata.grant_types_supported),
+        "dpop_signing_alg_values_supported": _listed(metadata.dpop_signing_alg_values_supported),
+        "cached_for_seconds": round(metadata.max_age),
+    }
+    used: dict[str, Any] = {"token_endpoint": metadata.token_endpoint}
+    client_auth = getattr(resolved, "_client_auth", None)
+    if resolved is None:
+        used["client_authentication"] = (
+            "chosen for the credentials: pass --client-id and a secret or --key-file to see it"
+        )
+    elif client_auth is None:
+        used["client_authentication"] = "none"
+    else:
+        used["client_authentication"] = client_auth.method
+        algorithm = getattr(client_auth, "algorithm", None)
+        if algorithm is not None:
+            used["signing_algorithm"] = algorithm
+            used["assertion_audience"] = getattr(client_auth, "_audience", None) or (
+                metadata.token_endpoint
+            )
+    audience = getattr(resolved, "audience", None)
+    if isinstance(resolved, JWTBearerGrant) and isinstance(audience, str):
+        used["grant_assertion_audience"] = audience
+    info["would_use"] = used
+    return info
+
+
+def _listed(values: tuple[str, ...] | None) -> list[str] | None:
+    return None if values is None else list(values)
+
+
 # -- request ----------------------------------------------------------------------------
 
 
@@ -551,20 +788,25 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
             f"the URL must start with https:// (or http:// to loopback), got {args.url[:60]!r}"
         )
     provider = build_provider(args)
+    dpop = build_dpop(args)
     hooks: dict[str, list[Any]] = {"request": [], "response": []}
     if args.verbose:
         hooks["request"].append(lambda request: _show_request(request, stderr))
         hooks["response"].append(lambda response: _show_status(response, stderr, "< "))
-    with _clients(args) as (token_client, verify):
+    with _clients(args) as (token_client, verify), _fetches_shown(stderr, args.verbose):
         auth = TokenAuth(
             provider,
             token_client=token_client,
             retry=_retry(args),
             allow_insecure_http=args.allow_insecure_http,
+            dpop=dpop.dpop if dpop else None,
         )
-        with httpx.Client(
-            auth=auth, verify=verify, timeout=args.timeout, event_hooks=hooks
-        ) as client:
+        with (
+            _dpop_errors(args),
+            httpx.Client(
+                auth=auth, verify=verify, timeout=args.timeout, event_hooks=hooks
+            ) as client,
+        ):
             try:
                 response = client.request(
                     args.method.upper(), args.url, headers=headers, content=content
@@ -597,6 +839,66 @@ def _request_command(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
         stderr.write(f"{PROG}: error: the API answered {response.status_code}\n")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+class _FetchLines(logging.Handler):
+    """The library's token records, as ``* ...`` lines for ``request -v`` (no secret in them)."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(logging.DEBUG)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None) is not None:  # the library's own records
+            self.out.write(f"* {fetch_line(record)}\n")
+
+
+def fetch_line(record: logging.LogRecord) -> str:
+    """One line for a log record of the library: what happened to which token request, and why."""
+    fields = record.__dict__
+    event = fields.get("event")
+    if event not in ("token_fetched", "token_request_failed"):
+        return " ".join(record.getMessage().split())
+    status = fields.get("status_code")
+    parts = [
+        "token fetched" if event == "token_fetched" else "token request failed",
+        f"(reason: {fields.get('reason')}, attempt {fields.get('attempt')}):",
+        str(fields.get("outcome")) if status is None else f"{fields.get('outcome')}, HTTP {status}",
+    ]
+    if isinstance(duration := fields.get("duration"), float):
+        parts.append(f"in {duration:.3f} s")
+    if isinstance(expires_in := fields.get("expires_in"), float):
+        parts.append(f"- expires in {round(expires_in)} s")
+    limits = [
+        f"{label} {value:g}{unit}"
+        for label, name, unit in (
+            ("rate limit", "rate_limit_limit", ""),
+            ("remaining", "rate_limit_remaining", ""),
+            ("resets in", "rate_limit_reset", " s"),
+            ("Retry-After", "retry_after", " s"),
+        )
+        if isinstance(value := fields.get(name), (int, float))
+    ]
+    if limits:
+        parts.append(f"- {', '.join(limits)}")
+    return " ".join(parts)
+
+
+@contextmanager
+def _fetches_shown(out: TextIO, verbose: bool) -> Iterator[None]:
+    """With -v, the library's token records go to ``out`` while the request runs."""
+    if not verbose:
+        yield
+        return
+    library = logging.getLogger("httpx_tokenauth")
+    handler, level = _FetchLines(out), library.level
+    library.addHandler(handler)
+    library.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
 
 
 #: RFC 9110 §9.1: a method name is a token.
@@ -633,6 +935,8 @@ def shorten_header(name: str, value: str) -> str:
     """A request header as it may be shown: credentials cut to a recognisable prefix."""
     if name.lower() not in SENSITIVE_HEADERS:
         return value
+    if name.lower() == "dpop":
+        return f"{value[:8]}... (proof, shortened)"
     scheme, _, credentials = value.partition(" ")
     if name.lower() != "cookie" and credentials:
         return f"{scheme} {credentials[:8]}... (shortened)"
@@ -640,7 +944,8 @@ def shorten_header(name: str, value: str) -> str:
 
 
 def _short_url(url: str) -> str:
-    return url.split("?", 1)[0].split("#", 1)[0]
+    """The URL for a message: no query, no fragment, and never a user name or password."""
+    return redacted_url(url) if "@" in url else url.split("?", 1)[0].split("#", 1)[0]
 
 
 # -- building the provider from flags and environment -----------------------------------
@@ -844,10 +1149,40 @@ _PARAM_FLAGS = {
 }
 #: The flag that sets what a claim the library computes would.
 _CLAIM_FLAGS = {
-    "iss": "--issuer",
+    "iss": "--assertion-issuer",
     "sub": "--subject",
     "aud": "--audience",
 }
+
+
+def _as_issuer(args: argparse.Namespace) -> str | None:
+    """--issuer (or HTTPX_TOKENAUTH_ISSUER): the authorization server's issuer, checked."""
+    issuer, origin = _opt_from(args, "issuer", "ISSUER")
+    token_url, url_origin = _opt_from(args, "token_url", "TOKEN_URL")
+    if issuer is None or (
+        token_url is not None and url_origin.startswith("--") and not origin.startswith("--")
+    ):
+        return None  # --token-url given: it wins over HTTPX_TOKENAUTH_ISSUER
+    if token_url is not None and origin.startswith("--") == url_origin.startswith("--"):
+        raise UsageError(
+            f"{origin} and {url_origin} both say where tokens come from: give one of them"
+        )
+    if "://" not in issuer:
+        raise UsageError(
+            f"{origin} {issuer[:60]!r} is not a URL: it is the authorization server's issuer "
+            "identifier, such as https://as.example (the JWT-bearer assertion's iss is "
+            "--assertion-issuer)"
+        )
+    try:
+        return check_issuer(issuer, allow_insecure_http=args.allow_insecure_http)
+    except InsecureTransportError:
+        raise UsageError(
+            f"{origin} {redacted_url(issuer)!r} uses plain http: the metadata that says where "
+            "credentials go must come over TLS. Use https://, or, on a test rig whose server "
+            "is not on loopback, pass --allow-insecure-http"
+        ) from None
+    except ConfigurationError as exc:
+        raise UsageError(f"{origin}: {exc}") from None
 
 
 def _token_url(args: argparse.Namespace, account: Mapping[str, str] | None) -> str:
@@ -857,7 +1192,10 @@ def _token_url(args: argparse.Namespace, account: Mapping[str, str] | None) -> s
         token_url = account.get("token_uri")
         origin = f"token_uri of {_account_origin(args)}"
     if not token_url:
-        raise UsageError(f"no token endpoint: pass --token-url URL or set {ENV_PREFIX}TOKEN_URL")
+        raise UsageError(
+            "no token endpoint: pass --token-url URL or --issuer URL (or set "
+            f"{ENV_PREFIX}TOKEN_URL or {ENV_PREFIX}ISSUER)"
+        )
     try:
         parts = urlsplit(token_url)
         has_userinfo = parts.username is not None or parts.password is not None
@@ -1018,7 +1356,8 @@ def build_provider(
     cannot be read.
     """
     account = _service_account(args)
-    token_url = _token_url(args, account)
+    as_issuer = _as_issuer(args)
+    token_url = as_issuer if as_issuer is not None else _token_url(args, account)
     grant = _opt(args, "grant", "GRANT") or ("jwt_bearer" if account else "client_credentials")
     if grant not in GRANTS:
         raise UsageError(f"{ENV_PREFIX}GRANT must be one of {', '.join(GRANTS)}, got {grant!r}")
@@ -1041,22 +1380,27 @@ def build_provider(
     assertion_file, assertion_origin = _opt_from(
         args, "client_assertion_file", "CLIENT_ASSERTION_FILE"
     )
+    chosen = method
     method = _method(method, grant, key, explicit_secret, assertion_file)
     secret, secret_origin = (
         _client_secret(args) if method in SECRET_METHODS else (None, "the client secret")
     )
     origins = _Origins(key=key, secret=secret_origin)
     sources: dict[str, str] = {}  # a source's name -> the option that named it
-    if method == "client_assertion" and assertion_file is not None:
-        client_auth: ClientAuth | None = _client_assertion(
-            args, _path_origin(assertion_origin, assertion_file), assertion_file, sources
-        )
-    else:
-        client_auth = _client_auth(method, key, args, origins)
+    client_auth = _chosen_client_auth(
+        args,
+        method,
+        key,
+        origins,
+        assertion=(assertion_file, assertion_origin),
+        sources=sources,
+        metadata_chooses=as_issuer is not None and chosen is None,
+    )
 
     if grant == "token_exchange":
         return _token_exchange(
             args,
+            as_issuer=as_issuer,
             token_url=token_url,
             client_id=client_id,
             method=method,
@@ -1082,7 +1426,7 @@ def build_provider(
         if extra_claims:
             raise UsageError("--claim is for the jwt_bearer grant's assertion")
         with _in_cli_terms(origins, "the token options"):
-            return ClientCredentials(
+            return (ClientCredentials if as_issuer is None else ClientCredentials.from_issuer)(
                 token_url,
                 client_id=client_id,
                 client_secret=secret,
@@ -1096,12 +1440,14 @@ def build_provider(
 
     if key is None:
         raise UsageError("the jwt_bearer grant signs an assertion: pass --key-file PATH")
-    issuer = _opt(args, "issuer", "ISSUER") or (account or {}).get("client_email")
+    issuer = _opt(args, "assertion_issuer", "ASSERTION_ISSUER") or (account or {}).get(
+        "client_email"
+    )
     subject = _opt(args, "subject", "SUBJECT") or (account or {}).get("client_email")
     if not issuer or not subject:
         raise UsageError(
-            "the jwt_bearer grant needs the assertion's --issuer and --subject "
-            f"(or {ENV_PREFIX}ISSUER and {ENV_PREFIX}SUBJECT)"
+            "the jwt_bearer grant needs the assertion's --assertion-issuer and --subject "
+            f"(or {ENV_PREFIX}ASSERTION_ISSUER and {ENV_PREFIX}SUBJECT)"
         )
     values = audience[0]
     if len(values) > 1:
@@ -1109,7 +1455,7 @@ def build_provider(
     if method is not None and not client_id:
         raise UsageError(f"--auth {method} needs --client-id (or {ENV_PREFIX}CLIENT_ID)")
     with _in_cli_terms(origins, key.origin):
-        return JWTBearerGrant(
+        return (JWTBearerGrant if as_issuer is None else JWTBearerGrant.from_issuer)(
             token_url,
             issuer=issuer,
             subject=subject,
@@ -1154,6 +1500,29 @@ def _sources_in_cli_terms(sources: Mapping[str, str]) -> Iterator[None]:
         raise CommandError(f"{origin}: {exc}" if origin else str(exc)) from None
 
 
+def _chosen_client_auth(
+    args: argparse.Namespace,
+    method: str | None,
+    key: _Key | None,
+    origins: _Origins,
+    *,
+    assertion: tuple[str | None, str],
+    sources: dict[str, str],
+    metadata_chooses: bool,
+) -> ClientAuth | None:
+    """The client authentication the options name: the platform's assertion file, a key
+    or a secret; None for a secret with --issuer and no --auth (the metadata chooses,
+    RFC 8414 token_endpoint_auth_methods_supported)."""
+    assertion_file, assertion_origin = assertion
+    if method == "client_assertion" and assertion_file is not None:
+        return _client_assertion(
+            args, _path_origin(assertion_origin, assertion_file), assertion_file, sources
+        )
+    if metadata_chooses and method in SECRET_METHODS:
+        return None
+    return _client_auth(method, key, args, origins)
+
+
 def _client_assertion(
     args: argparse.Namespace, origin: str, path: str, sources: dict[str, str]
 ) -> ClientAssertion:
@@ -1171,6 +1540,7 @@ def _client_assertion(
 def _token_exchange(
     args: argparse.Namespace,
     *,
+    as_issuer: str | None,
     token_url: str,
     client_id: str | None,
     method: str | None,
@@ -1185,6 +1555,11 @@ def _token_exchange(
     sources: dict[str, str],
 ) -> TokenExchangeGrant:
     """--grant token_exchange: the subject (and actor) token from files, their types."""
+    if as_issuer is not None:
+        raise UsageError(
+            "the token_exchange grant is not configured by issuer: pass its token endpoint "
+            "as --token-url URL and drop --issuer"
+        )
     if extra_claims:
         raise UsageError("--claim is for the jwt_bearer grant's assertion")
     if key is not None and method != "private_key_jwt":

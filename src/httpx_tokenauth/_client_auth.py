@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import contextvars
 import hashlib
 import re
 import sys
@@ -27,6 +28,7 @@ __all__ = [
     "ClientSecretBasic",
     "ClientSecretPost",
     "Credentials",
+    "bind_again",
     "check_client_id",
     "check_secret",
 ]
@@ -58,6 +60,24 @@ class ClientAuth(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+#: Set while a grant made by issuer binds its credentials again: they were checked,
+#: and warned about, when it was constructed.
+_REBINDING: contextvars.ContextVar[bool] = contextvars.ContextVar("rebinding", default=False)
+
+
+def bind_again(
+    client_auth: ClientAuth, *, client_id: str, client_secret: str | None, token_url: str
+) -> Authenticator:
+    """``client_auth.bind`` for credentials already checked at construction: no second warning."""
+    reset = _REBINDING.set(True)
+    try:
+        return client_auth.bind(
+            client_id=client_id, client_secret=client_secret, token_url=token_url
+        )
+    finally:
+        _REBINDING.reset(reset)
 
 
 def check_client_id(client_id: object) -> str:
@@ -125,7 +145,7 @@ def _check_text(name: str, value: str, appendix: str) -> None:
             f"{name} contains a control or invisible character (a NUL, an escape, a "
             "zero-width space, a byte-order mark...): check how it was read or pasted"
         )
-    if not _VSCHAR.fullmatch(value):
+    if not _VSCHAR.fullmatch(value) and not _REBINDING.get():
         warnings.warn(
             NonVSCHARWarning(
                 f"{name} has characters outside printable ASCII (RFC 6749 Appendix "

@@ -239,15 +239,18 @@ class TokenExchangeGrant(Grant):
             )
         return self._build(grant + self._form, self._authenticator, now, assertions)
 
-    def parse_response(self, response: RawResponse, *, received_at: float) -> Token:
+    def parse_response(
+        self, response: RawResponse, *, received_at: float, dpop: bool = False
+    ) -> Token:
         """RFC 8693 §2.2: ``issued_token_type`` kept, ``N_A`` understood, ``invalid_target``
-        typed (InvalidTargetError)."""
+        typed (InvalidTargetError); ``dpop`` as for Grant.parse_response."""
         try:
             return parse_token_response(
                 response,
                 received_at=received_at,
                 requested_scope=self._scope,
                 token_exchange=True,
+                dpop=dpop,
             )
         except TokenEndpointError as exc:
             if exc.error != "invalid_target" or isinstance(exc, InvalidTargetError):

@@ -8,16 +8,17 @@ is here. Adding a kind of I/O is one effect class and one branch in each.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
+from collections.abc import Awaitable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, NoReturn, Protocol, TypeVar, cast
 
 from ._program import (
+    AnyEffect,
     CallProvider,
     Detach,
-    Effect,
+    FetchDocument,
     Program,
     ReadAssertion,
     Send,
@@ -26,7 +27,8 @@ from ._program import (
     Wait,
 )
 from ._request import TokenRequest
-from ._token import RawResponse
+from ._store import on_asyncio
+from ._token import RawResponse, Token
 
 if TYPE_CHECKING:
     import asyncio
@@ -58,7 +60,7 @@ class _Steps(Generic[T]):
         self.value: object = None
         self.error: BaseException | None = None  # thrown in next: cancellation too, so flights land
 
-    def next(self) -> Effect[Any] | None:
+    def next(self) -> AnyEffect | None:
         """The next effect, or None once the program has returned its ``result``."""
         try:
             if self.error is None:
@@ -83,7 +85,7 @@ def run_sync(driver: Driver, program: Program[T]) -> T:
     return steps.result
 
 
-def _execute_sync(driver: Driver, effect: Effect[Any]) -> object:
+def _execute_sync(driver: Driver, effect: AnyEffect) -> object:
     if isinstance(effect, Send):
         return driver._send_sync(effect.request, effect.deadline_at)
     if isinstance(effect, Sleep):
@@ -93,13 +95,15 @@ def _execute_sync(driver: Driver, effect: Effect[Any]) -> object:
         return effect.flight.done.wait(max(0.0, effect.until - time.monotonic()))
     if isinstance(effect, StoreCall):
         return effect.store.execute(effect.op)
+    if isinstance(effect, FetchDocument):
+        return driver._send_sync(_document_request(effect.url), effect.deadline_at)
     if isinstance(effect, CallProvider):
         return effect.fetch()
     if isinstance(effect, ReadAssertion):
         return effect.source.read(effect.audience)
     if isinstance(effect, Detach):
         return run_sync(driver, effect.program)
-    raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - a programming error
+    _unknown(effect)
 
 
 async def run_async(driver: Driver, program: Program[T]) -> T:
@@ -113,7 +117,7 @@ async def run_async(driver: Driver, program: Program[T]) -> T:
     return steps.result
 
 
-async def _execute_async(driver: Driver, effect: Effect[Any]) -> object:
+async def _execute_async(driver: Driver, effect: AnyEffect) -> object:
     anyio = _anyio()
     if isinstance(effect, Send):
         return await driver._send_async(effect.request, effect.deadline_at)
@@ -123,17 +127,22 @@ async def _execute_async(driver: Driver, effect: Effect[Any]) -> object:
     if isinstance(effect, Wait):
         return await _wait(driver, effect)
     if isinstance(effect, StoreCall):
+        if effect.shielded:  # a lease handed back while the caller is cancelled
+            with anyio.CancelScope(shield=True):
+                return await effect.store.aexecute(effect.op)
         return await effect.store.aexecute(effect.op)
+    if isinstance(effect, FetchDocument):
+        return await driver._send_async(_document_request(effect.url), effect.deadline_at)
     if isinstance(effect, CallProvider):
         if effect.is_async:
-            return await effect.fetch()
+            return await cast(Awaitable[object], effect.fetch())
         # A thread from a limiter of its own, not the shared pool, which sync callers
         # waiting for this very fetch may be holding.
         return await anyio.to_thread.run_sync(effect.fetch, limiter=anyio.CapacityLimiter(1))
     if isinstance(effect, ReadAssertion):
         return await effect.source.aread(effect.audience)
     if isinstance(effect, Detach):
-        if not _on_asyncio():
+        if not on_asyncio():
             return await run_async(driver, effect.program)
         # On asyncio the fetch runs as a task of its own, so that a caller's timeout
         # or cancellation cannot abort the fetch others wait for.
@@ -142,7 +151,7 @@ async def _execute_async(driver: Driver, effect: Effect[Any]) -> object:
         task = asyncio.ensure_future(run_async(driver, effect.program))
         task.add_done_callback(_retrieve)
         return await asyncio.shield(task)
-    raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - a programming error
+    _unknown(effect)
 
 
 async def _wait(driver: Driver, effect: Wait) -> bool:
@@ -163,6 +172,17 @@ async def _wait(driver: Driver, effect: Wait) -> bool:
     return flight.done.is_set()
 
 
+def _unknown(effect: NoReturn) -> NoReturn:  # pragma: no cover - mypy proves it unreachable
+    """Every effect has a branch above: mypy checks it, this says so at run time."""
+    raise TypeError(f"unknown effect {effect!r}")
+
+
+def _document_request(url: str) -> TokenRequest:
+    from ._discovery import document_request  # noqa: PLC0415  (only grants made by issuer)
+
+    return document_request(url)
+
+
 def _anyio() -> ModuleType:
     """anyio, for the async interpreter only: sync users do not pay for importing it."""
     import anyio.to_thread  # noqa: PLC0415
@@ -170,19 +190,7 @@ def _anyio() -> ModuleType:
     return anyio
 
 
-def _on_asyncio() -> bool:
-    """Whether this task runs on asyncio (else trio), without importing asyncio for it."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return False
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
+def _retrieve(task: asyncio.Future[Token]) -> None:
     """Mark a detached fetch's outcome as seen: its callers may have gone away."""
     if not task.cancelled():
         task.exception()

@@ -18,6 +18,7 @@ this module is: ``import httpx_tokenauth`` stays light.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import secrets
@@ -30,26 +31,53 @@ from ._client_auth import (
     ClientAuth,
     ClientSecretBasic,
     Credentials,
+    bind_again,
     check_client_id,
     check_secret,
     digest,
     identity_of,
 )
+from ._discovery import Discovered, DiscoveryError, check_allowed_issuers, check_issuer
 from ._errors import AssertionSigningError, ConfigurationError, InvalidGrantError
 from ._keys import (
+    HMAC_ALGORITHMS,
     KeyConfigurationError,
     certificate_thumbprint,
     check_algorithm,
     hmac_key,
     load_signing_key,
 )
-from ._providers import RESERVED_PARAMS, Grant, form_identity
+from ._providers import (
+    RESERVED_PARAMS,
+    Grant,
+    auth_identity,
+    discovered_client_auth,
+    discovered_identity,
+    form_identity,
+    with_resource,
+)
 from ._request import Form, TokenRequest, normalize_extra_params, normalize_multi
 from ._token import RawResponse, Token
-from ._url import redacted_url
+from ._url import check_flag, redacted_url
 
 if TYPE_CHECKING:
+    from ._discovery import ServerMetadata
     from ._keys import CertificateInput, KeyInput, SigningKey
+
+#: Private-key algorithms in the order one is chosen from a server's list when the key
+#: fits several (an RSA key): RS256 first, as when no list is known (SPEC X9).
+_PREFERENCE = (
+    "RS256",
+    "PS256",
+    "RS384",
+    "PS384",
+    "RS512",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
@@ -246,8 +274,10 @@ class _JWTClientAuth(ClientAuth):
         typ: str | None,
         jti: Callable[[], str],
         x5t_s256: str | None = None,
+        algorithm_given: bool = True,
     ) -> None:
         self._algorithm = algorithm
+        self._algorithm_given = algorithm_given
         self._x5t_s256 = x5t_s256
         self._key_id = _check_optional_str("key_id", key_id)
         self._lifetime = _check_lifetime(lifetime)
@@ -266,6 +296,42 @@ class _JWTClientAuth(ClientAuth):
     @property
     def lifetime(self) -> int:
         return self._lifetime
+
+    def _for_server(self, metadata: ServerMetadata, client_secret: str | None) -> _JWTClientAuth:
+        """SPEC M4: this method as the server's metadata completes it.
+
+        The assertion's ``aud`` is the issuer unless ``audience`` was given
+        (draft-ietf-oauth-rfc7523bis), and its algorithm is one the server
+        lists in ``token_endpoint_auth_signing_alg_values_supported`` unless
+        ``algorithm`` was given.
+        """
+        new = copy.copy(self)
+        if self._audience is None:
+            new._audience = metadata.issuer
+        listed = metadata.token_endpoint_auth_signing_alg_values_supported
+        if (
+            not self._algorithm_given
+            and listed is not None
+            and not _listed(self._algorithm, listed)
+        ):
+            fits = self._fitting(client_secret)
+            chosen = next((a for a in fits if _listed(a, listed)), None)
+            if chosen is None:
+                what = "secret" if self.method == "client_secret_jwt" else "key"
+                raise DiscoveryError(
+                    f"the token endpoint takes {self.method} assertions signed with "
+                    f"{', '.join(listed[:10]) or 'no algorithm'} (metadata "
+                    f"{metadata.url}), and this {what} "
+                    f"signs with {', '.join(fits) or 'none of them'}: pass algorithm= one the "
+                    "server takes, or another key",
+                    url=metadata.url,
+                )
+            new._algorithm = chosen
+        return new
+
+    def _fitting(self, client_secret: str | None) -> list[str]:
+        """The algorithms this method can sign with, in order of preference."""
+        raise NotImplementedError  # pragma: no cover - both subclasses define it
 
     def _bound(self, key: SigningKey | bytes, client_id: str, token_url: str) -> Authenticator:
         signer = _Signer(
@@ -333,6 +399,7 @@ class PrivateKeyJWT(_JWTClientAuth):
         typ: str | None = "JWT",
         jti: Callable[[], str] = default_jti,
     ) -> None:
+        given = algorithm is not None or _jwk_names_alg(key)
         self._key, algorithm, jwk_kid = load_signing_key(
             key, algorithm=algorithm, password=password
         )
@@ -345,7 +412,18 @@ class PrivateKeyJWT(_JWTClientAuth):
             typ=typ,
             jti=jti,
             x5t_s256=x5t_s256,
+            algorithm_given=given,
         )
+
+    def _fitting(self, client_secret: str | None) -> list[str]:
+        fits = []
+        for algorithm in _PREFERENCE:
+            try:
+                load_signing_key(self._key, algorithm=algorithm, password=None)
+            except ConfigurationError:
+                continue
+            fits.append(algorithm)
+        return fits
 
     def bind(self, *, client_id: str, client_secret: str | None, token_url: str) -> Authenticator:
         client_id = check_client_id(client_id)
@@ -366,6 +444,8 @@ class ClientSecretJWT(_JWTClientAuth):
     HS256, HS384 and HS512 need a secret of at least 32, 48 and 64 bytes
     (SPEC K10), checked when the grant is constructed. Claims, ``audience``,
     ``key_id``, ``typ``, ``lifetime`` and ``jti`` work as in PrivateKeyJWT.
+    ``algorithm`` is HS256 unless given (for a grant made by ``from_issuer``,
+    the strongest the server lists and the secret is long enough for).
     Prefer PrivateKeyJWT where the server supports it: the server then holds
     no secret that can sign for you (RFC 9700 §2.5).
     """
@@ -375,7 +455,7 @@ class ClientSecretJWT(_JWTClientAuth):
     def __init__(
         self,
         *,
-        algorithm: str = "HS256",
+        algorithm: str | None = None,
         key_id: str | None = None,
         lifetime: int = DEFAULT_CLIENT_AUTH_LIFETIME,
         audience: str | None = None,
@@ -383,13 +463,18 @@ class ClientSecretJWT(_JWTClientAuth):
         jti: Callable[[], str] = default_jti,
     ) -> None:
         super().__init__(
-            algorithm=check_algorithm(algorithm, hmac=True),
+            algorithm=check_algorithm("HS256" if algorithm is None else algorithm, hmac=True),
             key_id=key_id,
             lifetime=lifetime,
             audience=audience,
             typ=typ,
             jti=jti,
+            algorithm_given=algorithm is not None,
         )
+
+    def _fitting(self, client_secret: str | None) -> list[str]:
+        length = len((client_secret or "").encode("utf-8"))
+        return [a for a in ("HS512", "HS384", "HS256") if length >= HMAC_ALGORITHMS[a]]
 
     def bind(self, *, client_id: str, client_secret: str | None, token_url: str) -> Authenticator:
         client_id = check_client_id(client_id)
@@ -482,6 +567,101 @@ class JWTBearerGrant(Grant):
             *normalize_extra_params(extra_params, RESERVED_PARAMS),
         )
 
+    @classmethod
+    def from_issuer(
+        cls,
+        as_issuer: str,
+        /,
+        *,
+        issuer: str,
+        subject: str,
+        key: KeyInput,
+        algorithm: str | None = None,
+        audience: str | None = None,
+        key_id: str | None = None,
+        password: str | bytes | None = None,
+        certificate: CertificateInput | None = None,
+        lifetime: int = DEFAULT_GRANT_LIFETIME,
+        typ: str | None = "JWT",
+        extra_claims: Mapping[str, Any] | None = None,
+        jti: Callable[[], str] = default_jti,
+        scope: str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        extra_params: Mapping[str, str] | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        client_auth: ClientAuth | None = None,
+        allow_insecure_http: bool = False,
+        allowed_issuers: str | Sequence[str] | None = None,
+        resource_discovery: bool = True,
+    ) -> JWTBearerGrant:
+        """The grant for the authorization server whose issuer identifier is ``as_issuer``.
+
+        ``issuer=`` stays the assertion's ``iss``; every other keyword is the
+        constructor's, checked now, with no I/O. TokenAuth reads the
+        metadata on first need: the token endpoint, the assertion's ``aud``
+        (``as_issuer``, unless ``audience`` is given), and the client
+        authentication as in ``ClientCredentials.from_issuer``.
+        ``allowed_issuers`` and ``resource_discovery`` are as there.
+        """
+        allow = check_flag("allow_insecure_http", allow_insecure_http)
+        as_issuer = check_issuer(as_issuer, allow_insecure_http=allow, name="as_issuer")
+        allowed = check_allowed_issuers(as_issuer, allowed_issuers, allow_insecure_http=allow)
+        grant = cls(
+            as_issuer,  # stands in for the token URL until the metadata names it
+            issuer=issuer,
+            subject=subject,
+            key=key,
+            algorithm=algorithm,
+            audience=audience,
+            key_id=key_id,
+            password=password,
+            certificate=certificate,
+            lifetime=lifetime,
+            typ=typ,
+            extra_claims=extra_claims,
+            jti=jti,
+            scope=scope,
+            resource=resource,
+            extra_params=extra_params,
+            client_id=client_id,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            allow_insecure_http=allow,
+        )
+        grant._discovered = Discovered(
+            issuer=as_issuer,
+            allowed_issuers=allowed,
+            allow_insecure_http=allow,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            audience_given=audience is not None,
+            resource_given=resource is not None,
+            resource_discovery=check_flag("resource_discovery", resource_discovery),
+        )
+        return grant
+
+    def _resolve(self, metadata: ServerMetadata, resource: str | None) -> JWTBearerGrant:
+        discovered = self._discovered
+        assert discovered is not None  # noqa: S101 - only grants made by from_issuer get here
+        new = self._copy()
+        new._discovered = None
+        new._token_url = metadata.token_endpoint
+        if not discovered.audience_given:
+            new._audience = metadata.issuer
+        client_auth = discovered_client_auth(discovered, metadata)
+        if client_auth is not None and self._client_id is not None:
+            new._client_auth = client_auth
+            new._authenticator = bind_again(
+                client_auth,
+                client_id=self._client_id,
+                client_secret=discovered.client_secret,
+                token_url=metadata.token_endpoint,
+            )
+        if resource is not None:
+            new._form = with_resource(self._form, resource)
+        return new
+
     @property
     def issuer(self) -> str:
         return self._issuer
@@ -501,6 +681,17 @@ class JWTBearerGrant(Grant):
     def cache_identity(self) -> tuple[str, ...]:
         """SPEC F1: issuer, subject, audience, the signing key and everything sent but the
         assertion itself."""
+        if self._discovered is not None:
+            return (
+                JWT_BEARER_GRANT_TYPE,
+                *discovered_identity(self._discovered),
+                f"iss={self._issuer}",
+                f"sub={self._subject}",
+                f"aud={self._audience}",
+                *self._signer.identity,
+                *form_identity(self._form),
+                *auth_identity(self._discovered, self._client_id, self._authenticator),
+            )
         return (
             JWT_BEARER_GRANT_TYPE,
             self._token_url,
@@ -532,10 +723,12 @@ class JWTBearerGrant(Grant):
         grant: Form = (("grant_type", JWT_BEARER_GRANT_TYPE), ("assertion", assertion))
         return self._build(grant + self._form, self._authenticator, now, assertions)
 
-    def parse_response(self, response: RawResponse, *, received_at: float) -> Token:
+    def parse_response(
+        self, response: RawResponse, *, received_at: float, dpop: bool = False
+    ) -> Token:
         """As Grant.parse_response; ``invalid_grant`` says the assertion was rejected (J8)."""
         try:
-            return super().parse_response(response, received_at=received_at)
+            return super().parse_response(response, received_at=received_at, dpop=dpop)
         except InvalidGrantError as exc:
             message = (
                 "the authorization server rejected the JWT assertion (invalid_grant"
@@ -555,7 +748,9 @@ class JWTBearerGrant(Grant):
 
     def __repr__(self) -> str:
         parts = [
-            f"token_url={redacted_url(self._token_url)!r}",
+            f"token_url={redacted_url(self._token_url)!r}"
+            if self._discovered is None
+            else f"as_issuer={self._discovered.issuer!r}",
             f"issuer={self._issuer!r}",
             f"subject={self._subject!r}",
             f"algorithm={self._signer.algorithm!r}",
@@ -600,6 +795,21 @@ def _client_auth_for(
         client_id=client_id, client_secret=client_secret, token_url=token_url
     )
     return client_id, client_auth, authenticator
+
+
+def _listed(algorithm: str, listed: Sequence[str]) -> bool:
+    """Whether a server's list names ``algorithm`` (EdDSA also as RFC 9864's ``Ed25519``)."""
+    return algorithm in listed or (algorithm == "EdDSA" and "Ed25519" in listed)
+
+
+def _jwk_names_alg(key: object) -> bool:
+    """Whether ``key`` is a JWK that names its own ``alg`` (a choice, like ``algorithm=``)."""
+    if isinstance(key, str) and key.lstrip().startswith("{"):
+        try:
+            key = json.loads(key)
+        except ValueError:
+            return False
+    return isinstance(key, Mapping) and isinstance(key.get("alg"), str)
 
 
 def _headers(typ: str | None, key_id: str | None, x5t_s256: str | None) -> dict[str, str | None]:

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ._assertions import AssertionAuthenticator, AssertionNeed, needs_of
 from ._client_auth import (
     Authenticator,
     ClientAuth,
     ClientSecretBasic,
+    bind_again,
     check_client_id,
+    digest,
     identity_of,
 )
+from ._discovery import Discovered, check_allowed_issuers, check_issuer
 from ._errors import ConfigurationError
 from ._request import (
     BASE_HEADERS,
@@ -41,6 +44,9 @@ from ._url import check_flag, check_token_url, redacted_url
 
 if TYPE_CHECKING:
     from ._auth import TokenAuthBase
+    from ._discovery import ServerMetadata
+
+G = TypeVar("G", bound="Grant")
 
 __all__ = ["AsyncTokenProvider", "ClientCredentials", "Grant", "TokenProvider"]
 
@@ -95,9 +101,14 @@ def form_identity(form: Form) -> tuple[str, ...]:
 
 
 class Grant(abc.ABC):
-    """A sans-I/O OAuth 2.0 grant: builds token requests, parses token responses."""
+    """A sans-I/O OAuth 2.0 grant: builds token requests, parses token responses.
 
-    __slots__ = ("_allow_insecure_http", "_scope", "_token_url")
+    A grant made with ``from_issuer`` knows its authorization server's issuer,
+    not its token endpoint: TokenAuth reads the issuer's metadata on first
+    need and completes the grant from it (``_resolve``).
+    """
+
+    __slots__ = ("_allow_insecure_http", "_discovered", "_scope", "_token_url")
 
     def __init__(
         self,
@@ -110,10 +121,35 @@ class Grant(abc.ABC):
         self._token_url = check_token_url(token_url, allow_insecure_http=allow_insecure_http)
         self._allow_insecure_http = check_flag("allow_insecure_http", allow_insecure_http)
         self._scope = normalize_scope(scope)
+        self._discovered: Discovered | None = None
 
     @property
     def token_url(self) -> str:
+        """The token endpoint; for a grant made by ``from_issuer``, the issuer (the endpoint
+        is read from its metadata by each TokenAuth)."""
         return self._token_url
+
+    @property
+    def as_issuer(self) -> str | None:
+        """The authorization server's issuer for a grant made by ``from_issuer``, else None."""
+        return None if self._discovered is None else self._discovered.issuer
+
+    def _resolve(self, metadata: ServerMetadata, resource: str | None) -> Grant:
+        """This grant completed from its issuer's ``metadata``: the token endpoint, the
+        client authentication and the JWT audiences it decides, and ``resource`` (RFC 8707)
+        learned from the protected resource, unless one was configured."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be configured by issuer")
+
+    def _copy(self: G) -> G:
+        """A shallow copy, slots and all, for ``_resolve`` to complete."""
+        new = object.__new__(type(self))
+        for cls in type(self).__mro__:
+            for name in getattr(cls, "__slots__", ()):
+                if name != "__weakref__" and hasattr(self, name):
+                    object.__setattr__(new, name, getattr(self, name))
+        if hasattr(self, "__dict__"):
+            new.__dict__.update(self.__dict__)
+        return new
 
     @property
     def scope(self) -> tuple[str, ...] | None:
@@ -147,9 +183,16 @@ class Grant(abc.ABC):
         read for it, one per ``assertion_sources()``); ``token_request`` for other grants."""
         return self.token_request(now)
 
-    def parse_response(self, response: RawResponse, *, received_at: float) -> Token:
-        """The Token in the answer, or a TokenError subclass (SPEC R1-R11, E1-E5)."""
-        return parse_token_response(response, received_at=received_at, requested_scope=self._scope)
+    def parse_response(
+        self, response: RawResponse, *, received_at: float, dpop: bool = False
+    ) -> Token:
+        """The Token in the answer, or a TokenError subclass (SPEC R1-R11, E1-E5).
+
+        ``dpop``: the request carried a DPoP proof, so a ``DPoP`` token is accepted.
+        """
+        return parse_token_response(
+            response, received_at=received_at, requested_scope=self._scope, dpop=dpop
+        )
 
     # -- trying the grant alone: one token, from a REPL or a script -------------------
 
@@ -267,17 +310,104 @@ class ClientCredentials(Grant):
             *normalize_extra_params(extra_params, RESERVED_PARAMS),
         )
 
+    @classmethod
+    def from_issuer(
+        cls,
+        issuer: str,
+        /,
+        *,
+        client_id: str,
+        client_secret: str | None = None,
+        client_auth: ClientAuth | None = None,
+        scope: str | Sequence[str] | None = None,
+        audience: str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        extra_params: Mapping[str, str] | None = None,
+        allow_insecure_http: bool = False,
+        allowed_issuers: str | Sequence[str] | None = None,
+        resource_discovery: bool = True,
+    ) -> ClientCredentials:
+        """The grant for the authorization server whose issuer identifier is ``issuer``.
+
+        No I/O here: every argument is checked now, as by the constructor
+        (same keywords), and TokenAuth reads the issuer's metadata (RFC 8414,
+        OpenID Discovery) on first need. The metadata decides the token
+        endpoint and, unless ``client_auth`` is given, the client
+        authentication: with a secret, the strongest the server lists
+        (``client_secret_jwt``, ``client_secret_basic``, ``client_secret_post``);
+        JWT client assertions are addressed to the issuer unless they name
+        another ``audience``.
+
+        ``allowed_issuers``: other authorization servers these credentials may
+        be sent to when a protected resource names one (RFC 9728); by default
+        only ``issuer``. ``resource_discovery``: before the first token, look
+        for the API's protected resource metadata at its well-known location
+        (RFC 9728 §3.1), to learn its ``resource`` identifier (RFC 8707).
+        """
+        allow = check_flag("allow_insecure_http", allow_insecure_http)
+        issuer = check_issuer(issuer, allow_insecure_http=allow)
+        allowed = check_allowed_issuers(issuer, allowed_issuers, allow_insecure_http=allow)
+        # The issuer stands in for the token URL until the metadata names it.
+        grant = cls(
+            issuer,
+            client_id=client_id,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            scope=scope,
+            audience=audience,
+            resource=resource,
+            extra_params=extra_params,
+            allow_insecure_http=allow,
+        )
+        grant._discovered = Discovered(
+            issuer=issuer,
+            allowed_issuers=allowed,
+            allow_insecure_http=allow,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            resource_given=resource is not None,
+            resource_discovery=check_flag("resource_discovery", resource_discovery),
+        )
+        return grant
+
     @property
     def client_id(self) -> str:
         return self._client_id
 
     def cache_identity(self) -> tuple[str, ...]:
+        if self._discovered is not None:
+            return (
+                "client_credentials",
+                *discovered_identity(self._discovered),
+                *form_identity(self._form),
+                *auth_identity(self._discovered, self._client_id, self._authenticator),
+            )
         return (
             "client_credentials",
             self._token_url,
             *form_identity(self._form),
             *identity_of(self._authenticator),
         )
+
+    def _resolve(self, metadata: ServerMetadata, resource: str | None) -> ClientCredentials:
+        discovered = self._discovered
+        assert discovered is not None  # noqa: S101 - only grants made by from_issuer get here
+        client_auth = discovered_client_auth(discovered, metadata)
+        assert client_auth is not None  # noqa: S101 - client credentials always authenticate
+        new = self._copy()
+        new._discovered = None
+        new._token_url = metadata.token_endpoint
+        new._client_auth = client_auth
+        new._authenticator = bind_again(
+            client_auth,
+            client_id=self._client_id,
+            client_secret=discovered.client_secret,
+            token_url=metadata.token_endpoint,
+        )
+        if resource is not None:
+            new._resource = (resource,)
+            new._form = with_resource(self._form, resource)
+        return new
 
     def token_request(self, now: float) -> TokenRequest:
         return self._build(self._form, self._authenticator, now)
@@ -295,6 +425,10 @@ class ClientCredentials(Grant):
             f"client_id={self._client_id!r}",
             f"client_auth={self._client_auth!r}",
         ]
+        if self._discovered is not None:
+            parts[0] = f"issuer={self._discovered.issuer!r}"
+            if self._discovered.client_auth is None:
+                parts[2] = "client_auth=<from the metadata>"
         if self._scope:
             parts.append(f"scope={' '.join(self._scope)!r}")
         if self._audience:
@@ -302,3 +436,52 @@ class ClientCredentials(Grant):
         if self._resource:
             parts.append(f"resource={list(self._resource)!r}")
         return f"ClientCredentials({', '.join(parts)})"
+
+
+# -- what grants made by from_issuer share -------------------------------------------------
+
+
+def discovered_identity(discovered: Discovered) -> tuple[str, ...]:
+    """SPEC F1 for a grant made by issuer: the issuer and the other allowed ones, no I/O."""
+    return (
+        f"issuer={discovered.issuer}",
+        *(f"allowed={a}" for a in discovered.allowed_issuers[1:]),
+    )
+
+
+def auth_identity(
+    discovered: Discovered, client_id: str | None, authenticator: object
+) -> tuple[str, ...]:
+    """Who the client says it is: the configured method, or ``auto`` and the secret's digest
+    when the metadata chooses it (the same configuration chooses the same method)."""
+    if discovered.client_auth is None and discovered.client_secret is not None:
+        return ("auto", client_id or "", digest(discovered.client_secret))
+    return identity_of(authenticator)
+
+
+def discovered_client_auth(discovered: Discovered, metadata: ServerMetadata) -> ClientAuth | None:
+    """SPEC M4: the client authentication the metadata decides.
+
+    The user's method, its JWT addressed to the issuer and its algorithm
+    chosen from the server's list unless the user named them; with only a
+    secret, the strongest method it allows; None when there is nothing to
+    authenticate with (the JWT-bearer grant's public client).
+    """
+    from ._discovery import choose_secret_method  # noqa: PLC0415
+
+    if discovered.client_auth is not None:
+        adapt = getattr(discovered.client_auth, "_for_server", None)
+        if callable(adapt):
+            adapted: ClientAuth = adapt(metadata, discovered.client_secret)
+            return adapted
+        return discovered.client_auth
+    if discovered.client_secret is None:
+        return None
+    return choose_secret_method(metadata, discovered.client_secret, metadata.issuer)
+
+
+def with_resource(form: Form, resource: str) -> Form:
+    """The form with ``resource`` (RFC 8707) in place of any it had."""
+    head = [p for p in form if p[0] in ("grant_type", "scope", "audience")]
+    tail = [p for p in form if p[0] not in ("grant_type", "scope", "audience", "resource")]
+    return (*head, ("resource", resource), *tail)

@@ -617,6 +617,8 @@ class TokenStore(abc.ABC):
         self, *, encryption_key: EncryptionKey | None, timeout: float, prefix: str = ""
     ) -> None:
         self.timeout = check_timeout(timeout)
+        #: Set while the store is failing (every TokenAuth using it warns once per outage).
+        self.outage = False
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise ConfigurationError(
                 "prefix must be at most 100 visible ASCII characters without { or } "

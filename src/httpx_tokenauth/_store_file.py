@@ -182,7 +182,7 @@ class FileTokenStore(TokenStore):
         """Carry out ``op`` in a worker thread, so the event loop never blocks on the file."""
         import anyio.to_thread  # noqa: PLC0415
 
-        return await anyio.to_thread.run_sync(self.execute, op)
+        return await anyio.to_thread.run_sync(self.execute, op, limiter=anyio.CapacityLimiter(1))
 
     def _describe(self) -> str:
         return f"path={self.path!r}, {super()._describe()}"

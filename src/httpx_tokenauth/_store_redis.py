@@ -312,7 +312,9 @@ class RedisTokenStore(TokenStore):
         if client is None:  # a blocking client only, or trio: in a worker thread
             import anyio.to_thread  # noqa: PLC0415
 
-            return await anyio.to_thread.run_sync(self.execute, op)
+            return await anyio.to_thread.run_sync(
+                self.execute, op, limiter=anyio.CapacityLimiter(1)
+            )
         import anyio  # noqa: PLC0415
 
         commands = self._commands(op)

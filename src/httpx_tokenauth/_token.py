@@ -35,8 +35,10 @@ __all__ = [
     "MAX_EXPIRES_IN",
     "MAX_RESPONSE_BYTES",
     "NOT_APPLICABLE",
+    "RateLimit",
     "RawResponse",
     "Token",
+    "parse_rate_limit",
     "parse_token_response",
 ]
 
@@ -50,6 +52,8 @@ MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 _NUMERIC = re.compile(r"[ \t]*[0-9]{1,12}(\.[0-9]{1,6})?[ \t]*")  # ASCII digits only
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: Token types a Token may have, by their lower-case form (RFC 6749 §5.1: case-insensitive).
+_TOKEN_TYPES = {"bearer": "Bearer", "dpop": "DPoP"}
 
 #: RFC 8693 §2.2.1: the ``token_type`` of an issued token that is not an access token.
 NOT_APPLICABLE = "N_A"
@@ -117,13 +121,17 @@ class Token:
                     "'urn:ietf:params:oauth:token-type:id_token'), or use 'Bearer'"
                 )
             object.__setattr__(self, "token_type", NOT_APPLICABLE)
-        elif not isinstance(self.token_type, str) or self.token_type.lower() != "bearer":
+        elif (
+            token_type := _TOKEN_TYPES.get(
+                self.token_type.lower() if isinstance(self.token_type, str) else ""
+            )
+        ) is None:
             raise ConfigurationError(
-                f"Token.token_type must be 'Bearer', got {self.token_type!r}: "
-                "only bearer tokens (RFC 6750) are supported"
+                f"Token.token_type must be 'Bearer' or 'DPoP', got {self.token_type!r}: "
+                "only bearer tokens (RFC 6750) and DPoP-bound tokens (RFC 9449) are supported"
             )
         else:
-            object.__setattr__(self, "token_type", "Bearer")
+            object.__setattr__(self, "token_type", token_type)
         for name in ("expires_at", "received_at"):
             value = getattr(self, name)
             if value is not None and (
@@ -145,7 +153,8 @@ class Token:
 
     @property
     def authorization(self) -> str:
-        """The Authorization header value: ``Bearer <access_token>`` (SPEC U1, R2).
+        """The Authorization header value: ``Bearer <access_token>`` (SPEC U1, R2), or
+        ``DPoP <access_token>`` for a DPoP-bound token (RFC 9449 §7.1).
 
         A ConfigurationError for an ``N_A`` token, which is not an access token.
         """
@@ -157,7 +166,7 @@ class Token:
                 "requested_token_type='urn:ietf:params:oauth:token-type:access_token' to call "
                 "an API with it"
             )
-        return f"Bearer {self.access_token}"
+        return f"{self.token_type} {self.access_token}"
 
     def expires_in(self, now: float) -> float | None:
         """Seconds left at ``now``, or None when the expiry is unknown."""
@@ -202,12 +211,101 @@ class RawResponse:
     body: bytes = field(repr=False)
 
 
+#: A rate-limit reset above this many seconds is a point in time (seconds since the
+#: epoch, as GitHub's ``X-RateLimit-Reset`` is), not a delay: about the year 2001.
+_EPOCH_RESET = 1e9
+
+_COUNT = re.compile(r"[ \t]*([0-9]{1,12})(?:\.[0-9]{1,6})?[ \t]*")
+#: The first list member's parameters in the structured ``RateLimit`` and
+#: ``RateLimit-Policy`` fields (draft-ietf-httpapi-ratelimit-headers-08 and later).
+_PARAM = re.compile(r";[ \t]*([a-z]+)[ \t]*=[ \t]*([0-9]{1,12})")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """What one token endpoint response said about its rate limit, success or failure.
+
+    ``limit`` and ``remaining`` count requests, ``reset`` is the seconds until
+    the limit's window resets, ``retry_after`` the seconds ``Retry-After`` asked
+    for; each is None when the response did not say (or said something
+    unreadable). Read from ``Retry-After``, ``X-RateLimit-Limit`` /
+    ``-Remaining`` / ``-Reset`` (a reset past 10^9 is taken as an epoch time, as
+    GitHub sends it), ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (the
+    draft-ietf-httpapi-ratelimit-headers field names up to draft 07) and the
+    structured ``RateLimit: "policy";r=R;t=T`` with ``RateLimit-Policy: ...;q=Q``
+    (draft 08 on). ``status_code`` is the response's status, ``received_at``
+    when it arrived (the TokenAuth clock's seconds).
+    """
+
+    status_code: int
+    received_at: float
+    limit: int | None = None
+    remaining: int | None = None
+    reset: float | None = None
+    retry_after: float | None = None
+
+
+def parse_rate_limit(response: RawResponse, *, received_at: float) -> RateLimit | None:
+    """The rate-limit headers of a token endpoint response; None when it sent none."""
+    headers = response.headers
+    retry_after = parse_retry_after(headers.get("retry-after"), received_at)
+    structured = _params(headers.get("ratelimit"))
+    policy = _params(headers.get("ratelimit-policy"))
+    limit = _count(headers.get("x-ratelimit-limit") or headers.get("ratelimit-limit"))
+    remaining = _count(headers.get("x-ratelimit-remaining") or headers.get("ratelimit-remaining"))
+    reset = _reset(headers.get("x-ratelimit-reset") or headers.get("ratelimit-reset"), received_at)
+    if limit is None:
+        limit = policy.get("q")
+    if remaining is None:
+        remaining = structured.get("r")
+    if reset is None and "t" in structured:
+        reset = float(structured["t"])
+    if limit is None and remaining is None and reset is None and retry_after is None:
+        return None
+    return RateLimit(
+        response.status_code,
+        received_at,
+        limit=limit,
+        remaining=remaining,
+        reset=reset,
+        retry_after=retry_after,
+    )
+
+
+def _first(value: str | None) -> str | None:
+    """The first member of a header list (``100, 100;w=60`` is read as ``100``)."""
+    if value is None:
+        return None
+    return value.split(",", 1)[0].split(";", 1)[0]
+
+
+def _count(value: str | None) -> int | None:
+    match = _COUNT.fullmatch(_first(value) or "")
+    return int(match.group(1)) if match else None
+
+
+def _reset(value: str | None, received_at: float) -> float | None:
+    text = _first(value)
+    if text is None or not _NUMERIC.fullmatch(text):
+        return None
+    seconds = float(text)
+    return max(0.0, seconds - received_at) if seconds > _EPOCH_RESET else seconds
+
+
+def _params(value: str | None) -> dict[str, int]:
+    """``r``, ``t``, ``q``, ... of the first member of a structured rate-limit field."""
+    if value is None:
+        return {}
+    return {name: int(number) for name, number in _PARAM.findall(value.split(",", 1)[0])}
+
+
 def parse_token_response(
     response: RawResponse,
     *,
     received_at: float,
     requested_scope: tuple[str, ...] | None = None,
     token_exchange: bool = False,
+    dpop: bool = False,
 ) -> Token:
     """Turn a token endpoint answer into a Token, or raise a TokenError subclass.
 
@@ -215,9 +313,10 @@ def parse_token_response(
     ``token_exchange``: the answer to an RFC 8693 exchange, whose
     ``issued_token_type`` is kept on the Token and whose ``token_type`` may be
     ``N_A`` for a token that is not an access token (SPEC A2, A5).
+    ``dpop`` says a DPoP proof was sent, so a ``DPoP`` token type is accepted.
     """
     try:
-        return _parse(response, received_at, requested_scope, token_exchange)
+        return _parse(response, received_at, requested_scope, token_exchange, dpop)
     except TokenResponseError as exc:
         exc.retry_after = parse_retry_after(response.headers.get("retry-after"), received_at)
         raise
@@ -228,6 +327,7 @@ def _parse(
     received_at: float,
     requested_scope: tuple[str, ...] | None,
     token_exchange: bool = False,
+    dpop: bool = False,
 ) -> Token:
     status = response.status_code
     content_type = response.headers.get("content-type")
@@ -256,8 +356,8 @@ def _parse(
             content_type=content_type,
         )
     if token_exchange:
-        return _exchanged_token_from(data, status, received_at, requested_scope)
-    return _token_from(data, status, received_at, requested_scope)
+        return _exchanged_token_from(data, status, received_at, requested_scope, dpop)
+    return _token_from(data, status, received_at, requested_scope, dpop)
 
 
 def _json_object(response: RawResponse, content_type: str | None) -> dict[str, Any] | None:
@@ -308,6 +408,7 @@ def _token_from(
     status: int,
     received_at: float,
     requested_scope: tuple[str, ...] | None,
+    dpop: bool = False,
 ) -> Token:
     access_token = data.get("access_token")
     if not isinstance(access_token, str) or not access_token:
@@ -325,10 +426,12 @@ def _token_from(
         raise InvalidTokenResponseError(
             "token response has no 'token_type' string (RFC 6749 §5.1)", status_code=status
         )
-    if token_type.lower() != "bearer":
+    kind = token_type.lower()
+    if kind != "bearer" and not (dpop and kind == "dpop"):
+        hint = " (pass TokenAuth(..., dpop=DPoP()) to use DPoP)" if kind == "dpop" else ""
         raise UnsupportedTokenTypeError(
             f"token endpoint issued a {printable(token_type, 40)!r} token; only Bearer tokens "
-            "(RFC 6750) are supported",
+            f"(RFC 6750) are supported{hint}",
             status_code=status,
             token_type=token_type,
         )
@@ -341,7 +444,7 @@ def _token_from(
     }
     return Token(
         access_token,
-        token_type="Bearer",
+        token_type=_TOKEN_TYPES[kind],
         expires_at=None if expires_in is None else received_at + expires_in,
         received_at=received_at,
         scope=scope,
@@ -354,6 +457,7 @@ def _exchanged_token_from(
     status: int,
     received_at: float,
     requested_scope: tuple[str, ...] | None,
+    dpop: bool = False,
 ) -> Token:
     """RFC 8693 §2.2.1: ``issued_token_type`` onto the Token; ``N_A`` only for a token that
     is not an access token (SPEC A2, A5)."""
@@ -378,7 +482,7 @@ def _exchanged_token_from(
             )
         bearer = _token_from({**rest, "token_type": "Bearer"}, status, received_at, requested_scope)
         return dataclasses.replace(bearer, token_type=NOT_APPLICABLE, issued_token_type=issued)
-    token = _token_from(rest, status, received_at, requested_scope)
+    token = _token_from(rest, status, received_at, requested_scope, dpop)
     return dataclasses.replace(token, issued_token_type=issued) if issued else token
 
 

@@ -16,6 +16,7 @@ import importlib
 import os
 import threading
 import time
+import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -95,6 +96,15 @@ class HTTPLib:
         Cookies stay per client: nothing one credential's token endpoint sets
         reaches another's requests.
         """
+        if urllib.request.getproxies():
+            # httpx uses HTTP(S)_PROXY / NO_PROXY only for clients it builds its own
+            # transport for; with a proxy configured, keep that (the TLS context is
+            # still the shared one).
+            return self.Client(
+                timeout=self.Timeout(TIMEOUT_SECONDS),
+                follow_redirects=False,
+                verify=self.ssl_context(),
+            )
         return self.Client(
             timeout=self.Timeout(TIMEOUT_SECONDS),
             follow_redirects=False,
@@ -109,33 +119,41 @@ class HTTPLib:
             verify=self.ssl_context(),
         )
 
+    def _shared_key(self) -> tuple[str, str | None, str | None]:
+        # The default context honours SSL_CERT_FILE / SSL_CERT_DIR when it is made:
+        # a process that changes them gets a context (and a pool) for the new ones.
+        return (self.name, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
     def has_ssl_context(self) -> bool:
         """Whether ``ssl_context()`` is ready (else it reads the CA bundle from disk)."""
-        return self.name in _SSL_CONTEXTS
+        return self._shared_key() in _SSL_CONTEXTS
 
     def ssl_context(self) -> Any:
-        """The default TLS context (certificate verification on), made once per process."""
+        """The default TLS context (certificate verification on), made once per process
+        (and per SSL_CERT_FILE / SSL_CERT_DIR setting)."""
+        key = self._shared_key()
         with _SHARED_LOCK:
-            context = _SSL_CONTEXTS.get(self.name)
+            context = _SSL_CONTEXTS.get(key)
             if context is None:
-                context = _SSL_CONTEXTS[self.name] = self.create_ssl_context()
+                context = _SSL_CONTEXTS[key] = self.create_ssl_context()
             return context
 
     def shared_transport(self) -> Any:
         """One connection pool for every token client TokenAuth makes; closing a client
         leaves it open for the others."""
+        key = self._shared_key()
         with _SHARED_LOCK:
-            transport = _TRANSPORTS.get(self.name)
+            transport = _TRANSPORTS.get(key)
         if transport is None:
             inner = self.HTTPTransport(verify=self.ssl_context())
             with _SHARED_LOCK:
-                transport = _TRANSPORTS.setdefault(self.name, _unclosable(self, inner))
+                transport = _TRANSPORTS.setdefault(key, _unclosable(self, inner))
         return transport
 
 
 _SHARED_LOCK = threading.Lock()
-_SSL_CONTEXTS: dict[str, Any] = {}
-_TRANSPORTS: dict[str, Any] = {}
+_SSL_CONTEXTS: dict[tuple[str, str | None, str | None], Any] = {}
+_TRANSPORTS: dict[tuple[str, str | None, str | None], Any] = {}
 
 
 def _unclosable(lib: HTTPLib, inner: Any) -> Any:
@@ -192,18 +210,9 @@ def send_sync(
     Any failure to send is a TokenTransportError: an error from the HTTP
     library, or anything else a client or transport raises.
     """
-    extra = {} if timeout is None else {"timeout": timeout}
     try:
-        with client.stream(
-            request.method,
-            request.url,
-            headers=_with_accept_encoding(request.headers),
-            content=request.body,
-            follow_redirects=False,
-            auth=None,
-            **extra,
-        ) as response:
-            body = _Body(response, request.url, deadline_at)
+        with client.stream(**_stream_args(request, timeout)) as response:
+            body = _Body(response, request.url, deadline_at, _what(request))
             if response.is_stream_consumed:  # a transport that handed over a read response
                 body.add_decoded(response.content)
             else:
@@ -217,20 +226,28 @@ def send_sync(
     return raw
 
 
+def _stream_args(request: TokenRequest, timeout: Any = None) -> dict[str, Any]:
+    """The token request as ``client.stream(...)`` arguments: no redirects, no client auth."""
+    args: dict[str, Any] = {
+        "method": request.method,
+        "url": request.url,
+        "headers": _with_accept_encoding(request.headers),
+        "content": _content(request),
+        "follow_redirects": False,
+        "auth": None,
+    }
+    if timeout is not None:
+        args["timeout"] = timeout
+    return args
+
+
 async def send_async(
     lib: HTTPLib, client: Any, request: TokenRequest, *, deadline_at: float | None = None
 ) -> RawResponse:
     """The async mirror of send_sync."""
     try:
-        async with client.stream(
-            request.method,
-            request.url,
-            headers=_with_accept_encoding(request.headers),
-            content=request.body,
-            follow_redirects=False,
-            auth=None,
-        ) as response:
-            body = _Body(response, request.url, deadline_at)
+        async with client.stream(**_stream_args(request)) as response:
+            body = _Body(response, request.url, deadline_at, _what(request))
             if response.is_stream_consumed:
                 body.add_decoded(response.content)
             else:
@@ -249,6 +266,16 @@ async def send_async(
     except Exception as exc:
         raise _transport_error(lib, exc, request.url) from exc
     return raw
+
+
+def _content(request: TokenRequest) -> bytes | None:
+    """The body to send: the form for a token request, nothing for a metadata GET."""
+    return None if request.method == "GET" else request.body
+
+
+def _what(request: TokenRequest) -> str:
+    """What the answer is, for messages about its body."""
+    return "metadata document" if request.method == "GET" else "token endpoint response"
 
 
 #: Steps a body iterator may take to reach its end once its response is closed.
@@ -291,9 +318,16 @@ class _Body:
     as each chunk arrives.
     """
 
-    __slots__ = ("_chunks", "_deadline_at", "_received", "_response", "_stages", "_url")
+    __slots__ = ("_chunks", "_deadline_at", "_received", "_response", "_stages", "_url", "what")
 
-    def __init__(self, response: Any, url: str, deadline_at: float | None) -> None:
+    def __init__(
+        self,
+        response: Any,
+        url: str,
+        deadline_at: float | None,
+        what: str = "token endpoint response",
+    ) -> None:
+        self.what = what
         self._response = response
         self._url = url
         self._deadline_at = deadline_at
@@ -313,8 +347,7 @@ class _Body:
 
     def too_large(self) -> UnexpectedTokenResponseError:
         return self.error(
-            f"token endpoint response is larger than {MAX_RESPONSE_BYTES} bytes; "
-            "refusing to read more"
+            f"{self.what} is larger than {MAX_RESPONSE_BYTES} bytes; refusing to read more"
         )
 
     def _check_deadline(self) -> None:
@@ -383,13 +416,13 @@ class _Stage:
     def end(self) -> None:
         if not self._decoder.complete():
             raise self._body.error(
-                f"token endpoint response body ends before its {self._name} data does "
+                f"{self._body.what} body ends before its {self._name} data does "
                 "(a truncated response)"
             )
 
     def _undecodable(self, exc: Exception) -> UnexpectedTokenResponseError:
         return self._body.error(
-            f"token endpoint response is not valid {self._name} data, as its "
+            f"{self._body.what} is not valid {self._name} data, as its "
             f"Content-Encoding says: {type(exc).__name__}: {printable(str(exc), 120)}"
         )
 
@@ -581,7 +614,7 @@ def _decoders(value: str, body: _Body) -> list[tuple[str, _Decoder]]:
     names = [n for n in names if n and n != "identity"]
     if len(names) > _MAX_CODINGS:
         raise body.error(
-            f"token endpoint response has {len(names)} stacked Content-Encodings; "
+            f"{body.what} has {len(names)} stacked Content-Encodings; "
             f"at most {_MAX_CODINGS} are decoded"
         )
     return [(name, _decoder(name, body)) for name in reversed(names)]
@@ -601,7 +634,7 @@ def _decoder(name: str, body: _Body) -> _Decoder:
         "zstd": " (install backports.zstd, or use Python 3.14, to accept it)",
     }.get(name, "")
     raise body.error(
-        f"token endpoint response has Content-Encoding {printable(name, 40)!r}, which "
+        f"{body.what} has Content-Encoding {printable(name, 40)!r}, which "
         f"this client cannot decode{hint}; the request asked for {accept_encoding()}"
     )
 

@@ -78,6 +78,7 @@ try:
         TokenRequestRecord,
     )
     from ._ca import LocalCA
+    from ._dpop import DPoPProofError, DPoPResourceServer, DPoPVerifier
     from ._issuer import LocalIssuer
     from ._valkey import ValkeyCluster, ValkeyCommandError, ValkeyServer, find_valkey_server
 except ImportError as exc:  # pragma: no cover - only without the extra
@@ -94,6 +95,9 @@ __all__ = [
     "JWT_BEARER",
     "TOKEN_EXCHANGE",
     "APIRequestRecord",
+    "DPoPProofError",
+    "DPoPResourceServer",
+    "DPoPVerifier",
     "LocalAPI",
     "LocalAuthorizationServer",
     "LocalCA",

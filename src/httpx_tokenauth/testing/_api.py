@@ -28,6 +28,8 @@ logger = logging.getLogger("httpx_tokenauth.testing")
 #: How long start() waits for uvicorn to be ready, and stop() for it to finish.
 STARTUP_TIMEOUT = 10.0
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+#: RFC 9728 §3.1: where a protected resource without a path publishes its metadata.
+PRM_PATH = "/.well-known/oauth-protected-resource"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,14 @@ class LocalAPI:
     ``scope="..."``. A request that passes gets 200 and a JSON summary
     (``path``, ``client_id``, ``sub``, ``scope``).
 
+    ``resource_metadata=True`` makes it a protected resource that publishes
+    its metadata (RFC 9728): ``/.well-known/oauth-protected-resource`` names
+    ``resource`` (its URL unless set) and ``authorization_servers`` (the
+    authorization server's issuer unless set), every 401 carries
+    ``resource_metadata="..."``, and only tokens issued for ``resource``
+    (their ``aud``, from the RFC 8707 ``resource`` of the token request) are
+    accepted. ``resource_metadata_requests`` counts the document's fetches.
+
     ``requests`` lists every request answered. Use it as a context manager or
     call ``start()`` / ``stop()``; it serves before ``start`` returns.
     """
@@ -82,8 +92,15 @@ class LocalAPI:
         ca: LocalCA,
         realm: str = "local-api",
         required_scopes: Mapping[str, str] | None = None,
+        resource_metadata: bool = False,
     ) -> None:
         self._as = authorization_server
+        self.resource_metadata = resource_metadata
+        #: The ``resource`` its metadata names (None: the API's URL).
+        self.resource: str | None = None
+        #: The ``authorization_servers`` its metadata names (None: the server's issuer).
+        self.authorization_servers: list[str] | None = None
+        self.resource_metadata_requests = 0
         self._ca = ca
         self.realm = realm
         self._default_scopes = dict(required_scopes or {})
@@ -95,7 +112,13 @@ class LocalAPI:
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self._base_url: str | None = None
-        self.app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=_METHODS)])
+        self.app = Starlette(
+            routes=[
+                Route(PRM_PATH, self._resource_metadata, methods=["GET"]),
+                Route(PRM_PATH + "/{path:path}", self._resource_metadata, methods=["GET"]),
+                Route("/{path:path}", self._endpoint, methods=_METHODS),
+            ]
+        )
 
     # -- configuration ---------------------------------------------------------------
 
@@ -119,6 +142,7 @@ class LocalAPI:
         """Forget the requests seen, lift revocations, restore the scope requirements."""
         with self._lock:
             self._records.clear()
+            self.resource_metadata_requests = 0
             self._revoked_before = None
             self._scopes = dict(self._default_scopes)
 
@@ -212,6 +236,25 @@ class LocalAPI:
 
     # -- the app ---------------------------------------------------------------------
 
+    @property
+    def resource_identifier(self) -> str:
+        """The ``resource`` its metadata names: ``resource``, or the API's URL."""
+        return self.resource if self.resource is not None else self.url
+
+    async def _resource_metadata(self, request: Request) -> Response:
+        if not self.resource_metadata or request.url.path != PRM_PATH:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        with self._lock:
+            self.resource_metadata_requests += 1
+        servers = self.authorization_servers
+        return JSONResponse(
+            {
+                "resource": self.resource_identifier,
+                "authorization_servers": [self._as.issuer] if servers is None else servers,
+                "bearer_methods_supported": ["header"],
+            }
+        )
+
     async def _endpoint(self, request: Request) -> Response:
         body = await request.body()
         path = request.url.path
@@ -241,13 +284,14 @@ class LocalAPI:
             raise _Rejection(400, "invalid_request", "access tokens do not go in the URL")
         if token is None:
             raise _Rejection(401, None, "no bearer token")
+        audience = self.resource_identifier if self.resource_metadata else self._as.audience
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 self._as.public_key,
                 algorithms=["ES256"],
                 issuer=self._as.issuer,
-                audience=self._as.audience,
+                audience=audience,
                 options={"require": ["iss", "aud", "exp", "iat", "jti"]},
             )
         except jwt.ExpiredSignatureError:
@@ -271,6 +315,8 @@ class LocalAPI:
             params.append(f'error="{rejection.error}"')
             params.append(f'error_description="{rejection.description}"')
         params.extend(f'{name}="{value}"' for name, value in rejection.extra.items())
+        if self.resource_metadata and rejection.status_code == 401:
+            params.append(f'resource_metadata="{self.url}{PRM_PATH}"')
         return JSONResponse(
             {"error": rejection.error, "error_description": rejection.description},
             status_code=rejection.status_code,

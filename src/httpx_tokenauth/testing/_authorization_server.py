@@ -164,6 +164,8 @@ class TokenRequestRecord:
     actor: str | None = None
     #: A token exchange's ``issued_token_type``.
     issued_token_type: str | None = None
+    #: The RFC 8707 ``resource`` values of the request (they become the token's ``aud``).
+    resource: tuple[str, ...] = ()
 
 
 class _Client(ClientMixin):  # type: ignore[misc]
@@ -576,10 +578,16 @@ class LocalAuthorizationServer:
     ``issued_token_type``.
 
     Access tokens are ES256 JWTs (``typ: at+jwt``) with ``iss``, ``sub`` (the
-    client id, or the assertion's subject), ``aud`` (``audience``),
-    ``client_id``, ``scope``, ``iat`` and ``exp`` (seconds, with fractions) and
-    ``jti``, signed with a key made for this server (``public_key``, also
-    served at ``/jwks``), and ``expires_in`` is ``token_lifetime``.
+    client id, or the assertion's subject), ``aud`` (``audience``, or the
+    RFC 8707 ``resource`` the request named), ``client_id``, ``scope``,
+    ``iat`` and ``exp`` (seconds, with fractions) and ``jti``, signed with a
+    key made for this server (``public_key``, also served at ``/jwks``), and
+    ``expires_in`` is ``token_lifetime``.
+
+    Its metadata (RFC 8414) is served at ``/.well-known/oauth-authorization-server``
+    and, the same document, at ``/.well-known/openid-configuration``;
+    ``metadata_overrides`` changes fields of it, ``metadata_requests`` lists
+    what was fetched.
 
     The TLS certificate comes from ``ca``. The server asks for an optional
     client certificate and records the identities of any it gets.
@@ -611,6 +619,10 @@ class LocalAuthorizationServer:
         #: (``invalid_target`` otherwise): this server's access token audience, to begin with.
         self.exchange_targets: set[str] = {audience}
         self._records: list[TokenRequestRecord] = []
+        self._metadata_requests: list[str] = []
+        #: Fields that replace (or, set to None, remove) those of the metadata documents
+        #: served from now on, e.g. ``{"token_endpoint_auth_methods_supported": [...]}``.
+        self.metadata_overrides: dict[str, Any] = {}
         self._arrivals = 0
         self._seen_jtis: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -736,6 +748,12 @@ class LocalAuthorizationServer:
         with self._lock:
             return len(self._records)
 
+    @property
+    def metadata_requests(self) -> list[str]:
+        """The paths of the metadata documents served since the last ``reset()``, in order."""
+        with self._lock:
+            return list(self._metadata_requests)
+
     def issued_tokens(self) -> list[str]:
         """The access tokens issued since the last ``reset()``, in order."""
         return [r.access_token for r in self.token_requests if r.access_token]
@@ -774,8 +792,10 @@ class LocalAuthorizationServer:
         """Forget the requests seen and restore ``token_lifetime``; clients stay registered."""
         with self._lock:
             self._records.clear()
+            self._metadata_requests.clear()
             self._arrivals = 0
         self._token_lifetime = self._default_lifetime
+        self.metadata_overrides = {}
         self._release.set()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -855,13 +875,17 @@ class LocalAuthorizationServer:
             return flask.jsonify({"keys": [self._public_jwk()]})
 
         def metadata() -> flask.Response:
+            with self._lock:
+                self._metadata_requests.append(flask.request.path)
             return flask.jsonify(self._metadata())
 
         app.add_url_rule("/token", "token", token, methods=["POST"])
         app.add_url_rule("/jwks", "jwks", jwks, methods=["GET"])
+        # RFC 8414 §3 and OpenID Connect Discovery 1.0 §4: the same document at both.
         app.add_url_rule(
             "/.well-known/oauth-authorization-server", "metadata", metadata, methods=["GET"]
         )
+        app.add_url_rule("/.well-known/openid-configuration", "openid", metadata, methods=["GET"])
         return app
 
     def _token_endpoint(self, oauth: _OAuthServer) -> flask.Response:
@@ -884,6 +908,7 @@ class LocalAuthorizationServer:
             subject=flask.g.get("subject"),
             actor=flask.g.get("actor"),
             issued_token_type=body.get("issued_token_type"),
+            resource=tuple(flask.request.form.getlist("resource")),
         )
         with self._lock:
             self._records.append(record)
@@ -896,10 +921,15 @@ class LocalAuthorizationServer:
         flask.g.lifetime = lifetime
         flask.g.client_id = client.client_id
         now = time.time()
+        # RFC 8707 §2: a token requested for resources is for them (its audience).
+        resources = flask.request.form.getlist("resource")
+        audience: str | list[str] = self.audience
+        if resources:
+            audience = resources[0] if len(resources) == 1 else resources
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": user.subject if user is not None else client.client_id,
-            "aud": self.audience,
+            "aud": audience,
             "client_id": client.client_id,
             "iat": now,
             "exp": now + lifetime,
@@ -1006,8 +1036,8 @@ class LocalAuthorizationServer:
         return {**key.as_dict(), "alg": "ES256", "use": "sig"}
 
     def _metadata(self) -> dict[str, Any]:
-        """RFC 8414 authorization server metadata."""
-        return {
+        """RFC 8414 authorization server metadata, with ``metadata_overrides`` applied."""
+        document: dict[str, Any] = {
             "issuer": self.issuer,
             "token_endpoint": self.token_url,
             "jwks_uri": f"{self.issuer}/jwks",
@@ -1015,6 +1045,12 @@ class LocalAuthorizationServer:
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         }
+        for name, value in dict(self.metadata_overrides).items():
+            if value is None:
+                document.pop(name, None)
+            else:
+                document[name] = value
+        return document
 
 
 def _discard(token: Any, request: Any) -> None:

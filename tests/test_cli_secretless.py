@@ -302,7 +302,7 @@ def test_a1_the_jwt_bearer_grant_may_authenticate_its_client_with_a_platform_tok
     authenticates with the file's JWT: both assertions are in the request."""
     args = parser().parse_args(
         [
-            "token", "--grant", "jwt_bearer", "--issuer", "svc", "--subject", "alice",
+            "token", "--grant", "jwt_bearer", "--assertion-issuer", "svc", "--subject", "alice",
             "--key-file", str(files["key"]), "--client-id", CLIENT_ID,
             "--client-assertion-file", str(files["client"]),
         ]

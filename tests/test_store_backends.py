@@ -278,6 +278,28 @@ async def test_f4_an_entry_round_trips_every_token_field(backend: Backend) -> No
 
 
 @pytest.mark.anyio
+async def test_a5_a_token_exchange_result_keeps_its_issued_token_type(backend: Backend) -> None:
+    """An exchanged token's issued_token_type is shared, so an N_A token read back is a hit."""
+    names = backend.store.entry_names(IDENTITY)
+    id_token = "urn:ietf:params:oauth:token-type:id_token"
+    await backend.run(
+        Put(names, a_token(token_type="N_A", issued_token_type=id_token), ttl_ms=60_000)
+    )
+    got = await backend.run(Get(names))
+    assert got is not None
+    assert (got.access_token, got.token_type, got.issued_token_type) == (
+        ACCESS_TOKEN,
+        "N_A",
+        id_token,
+    )
+    access = "urn:ietf:params:oauth:token-type:access_token"
+    await backend.run(Put(names, a_token(issued_token_type=access), ttl_ms=60_000))
+    got = await backend.run(Get(names))
+    assert got is not None
+    assert (got.token_type, got.issued_token_type) == ("Bearer", access)
+
+
+@pytest.mark.anyio
 async def test_f9_an_extra_that_json_cannot_hold_is_left_out(backend: Backend) -> None:
     """A custom provider's non-JSON extra is dropped; the token itself is still shared."""
     names = backend.store.entry_names(IDENTITY)

@@ -507,6 +507,8 @@ def _serialize(token: Token) -> bytes:
         "received_at": token.received_at,
         "scope": None if token.scope is None else list(token.scope),
     }
+    if token.issued_token_type is not None:  # RFC 8693: an N_A token is nothing without it
+        fields["issued_token_type"] = token.issued_token_type
     extra = {k: v for k, v in token.extra.items() if k not in _NOT_STORED}
     try:
         fields["extra"] = json.loads(json.dumps(extra, allow_nan=False))
@@ -531,6 +533,7 @@ def _deserialize(data: bytes) -> Token | None:
         return None
     scope = fields.get("scope")
     extra = fields.get("extra", {})
+    issued = fields.get("issued_token_type")
     if (
         not isinstance(fields.get("access_token"), str)
         or not isinstance(fields.get("token_type"), str)
@@ -540,6 +543,7 @@ def _deserialize(data: bytes) -> Token | None:
             scope is None or (isinstance(scope, list) and all(isinstance(s, str) for s in scope))
         )
         or not isinstance(extra, dict)
+        or not (issued is None or isinstance(issued, str))
     ):
         return None
     try:
@@ -550,6 +554,7 @@ def _deserialize(data: bytes) -> Token | None:
             received_at=fields.get("received_at"),
             scope=None if scope is None else tuple(scope),
             extra=MappingProxyType(extra),
+            issued_token_type=issued,
         )
     except ConfigurationError:
         return None

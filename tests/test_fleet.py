@@ -187,8 +187,9 @@ def test_f2_a_lease_holder_killed_mid_fetch_blocks_the_others_only_until_its_lea
     finally:
         others.close()
     assert statuses == [200] * 12
-    # The dead holder's request (answered to nobody) and exactly one more.
-    assert servers.server.token_request_count == 2
-    issued = servers.server.issued_tokens()
-    assert len(issued) == 2
-    assert {r.token for r in servers.api.requests} == {issued[1]}  # the survivors' token
+    # One token for all the survivors, fetched once: the dead holder's request is served too
+    # if the server could still read it from the broken connection, and nothing else is.
+    survivors = {r.token for r in servers.api.requests}
+    assert len(survivors) == 1
+    assert survivors <= set(servers.server.issued_tokens())
+    assert servers.server.token_request_count <= 2

@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Collection, Generator
 from types import ModuleType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -84,6 +84,7 @@ class TokenAuthBase:
         clock: Callable[[], float] = time.time,
         store: TokenStore | None = None,
         dpop: DPoP | None = None,
+        rejection_statuses: Collection[int] = (401,),
         telemetry: bool = False,
         meter_provider: Any = None,
         tracer_provider: Any = None,
@@ -163,6 +164,7 @@ class TokenAuthBase:
             self._acquisition.discovery = DiscoveryState(provider, discovered, cache)
             if store is not None:
                 self._acquisition.identity = _identity(provider, store)
+        self._rejection_statuses = _check_rejection_statuses(rejection_statuses)
         reset_after_fork(self)
 
     # -- the two drivers -------------------------------------------------------------------
@@ -177,7 +179,7 @@ class TokenAuthBase:
         token = self._fresh_for(request) or run_sync(self, self._acquire(True))
         can_replay = self._attach(request, token)
         response = yield request
-        if response.status_code == 401:
+        if response.status_code in self._rejection_statuses:
             again = run_sync(self, self._after_401(request, response, token, can_replay, True))
             if again is not None:
                 self._attach(request, again)
@@ -197,7 +199,7 @@ class TokenAuthBase:
             token = await run_async(self, self._acquire(False))
         can_replay = self._attach(request, token)
         response = yield request
-        if response.status_code == 401:
+        if response.status_code in self._rejection_statuses:
             again = await run_async(self, self._after_401(request, response, token, can_replay))
             if again is not None:
                 self._attach(request, again)
@@ -339,7 +341,7 @@ class TokenAuthBase:
         nonce_replayed = renewed = False
         while True:
             learned = dpop.learn(str(response.request.url), response.headers.get("dpop-nonce"))
-            if response.status_code != 401:
+            if response.status_code not in self._rejection_statuses:
                 return
             sent = response.request.headers.get("Authorization") == token.authorization
             challenges = response.headers.get_list("www-authenticate")
@@ -535,6 +537,10 @@ class TokenAuth(TokenAuthBase, httpx.Auth):
     with ``allow_insecure_http=True`` (SPEC T3). ``clock`` returns the current
     time in seconds (``time.time`` by default).
 
+    ``rejection_statuses`` are the API statuses that say the token was
+    rejected: 401 only by default; ``(401, 403)`` for APIs that answer a
+    revoked token with a bare 403 (django-oauth-toolkit).
+
     ``store`` (a RedisTokenStore or FileTokenStore) shares tokens between
     processes: every process with the same credential and store makes one
     token request between them. The in-process cache stays in front of it.
@@ -687,3 +693,31 @@ def _within(seconds: float, call: Callable[[], RawResponse], late: Exception) ->
 #: How long past the deadline a blocking token request may finish on its own (the
 #: per-phase timeouts already end at the deadline; this covers their granularity).
 _GRACE = 0.05
+
+
+def _check_rejection_statuses(statuses: object) -> frozenset[int]:
+    """The API statuses that say "this token was rejected": 401, and what the user adds.
+
+    Some servers answer a revoked token with a bare 403 (django-oauth-toolkit's
+    protected views do); ``rejection_statuses=(401, 403)`` makes such a 403 renew
+    the token and replay once, by the same rules as a 401 (SPEC U9).
+    """
+    if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Collection):
+        raise ConfigurationError(
+            f"rejection_statuses must be a collection of HTTP statuses such as (401, 403), "
+            f"got {type(statuses).__name__}"
+        )
+    chosen = set()
+    for status in statuses:
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 499:
+            raise ConfigurationError(
+                f"rejection_statuses holds {status!r}: only 4xx statuses can say a token was "
+                "rejected, e.g. rejection_statuses=(401, 403)"
+            )
+        chosen.add(status)
+    if 401 not in chosen:
+        raise ConfigurationError(
+            "rejection_statuses must include 401, which always means the token was rejected "
+            "(RFC 6750 §3.1): e.g. rejection_statuses=(401, 403)"
+        )
+    return frozenset(chosen)

@@ -9,11 +9,11 @@ how long they waited. The parent moves the fleet's clock (a shared offset
 added to time.time(), for httpx-tokenauth) and counts the token requests the
 authorization server received.
 
-Before each phase's barrier, the process opens one API connection per caller
-(requests without a token), so that a phase measures tokens, not TLS
-handshakes with the API. Each call records when its request first left for
-the API (a request event hook: the token was ready then) and when the answer
-came.
+Before its first phase, the process opens its API connections (one per
+thread; API_CONNECTIONS for the tasks) with requests that carry no token, and
+keeps them: a phase measures tokens, not TLS handshakes with the API. Each
+call records when its request first left for the API (a request event hook:
+the token was ready then) and when the answer came.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ import httpx
 
 from httpx_tokenauth import ClientCredentials, FileTokenStore, RedisTokenStore, TokenAuth
 from httpx_tokenauth import TokenStore as _TokenStore
+
+#: API connections per process for asyncio tasks (threads: one per thread).
+API_CONNECTIONS = 10
 
 #: The slot of the call running in this thread or task: [start, first send].
 _CALL: contextvars.ContextVar[list[float]] = contextvars.ContextVar("bench_call")
@@ -91,13 +94,18 @@ class _Process:
         self.client: Any = None
         self.peer_auth: Any = None
         self.generation = 0
+        self.warmed = False
 
     def clock(self) -> float:
         return time.time() + self.offset.value
 
     def _limits(self) -> httpx.Limits:
-        n = self.cfg["callers"]
-        return httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        # Tasks share API_CONNECTIONS connections: with one per task, httpx's async
+        # pool costs ~14 ms of CPU per request at 100 concurrent requests (measured
+        # with a static header too), which on two cores would swamp what is measured.
+        n = API_CONNECTIONS if self.is_async else self.cfg["callers"]
+        # Idle API connections are kept between phases (the API keeps them 120 s too).
+        return httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=110)
 
     def _hooks(self) -> dict[str, list[Any]]:
         return {"request": [_arecord_send if self.is_async else _record_send]}
@@ -112,7 +120,11 @@ class _Process:
         }
 
     def new_client(self) -> None:
-        """A cold start: a new TokenAuth (a new store too) or a new peer client."""
+        """A cold start: a new TokenAuth (with a new store) or a new peer client.
+
+        A new TokenAuth goes on the same API client, so its open connections
+        serve the next cold start too: the phase measures tokens, not handshakes.
+        """
         cfg, lib = self.cfg, self.cfg["lib"]
         self.generation += 1
         cls = httpx.AsyncClient if self.is_async else httpx.Client
@@ -126,7 +138,10 @@ class _Process:
                 store=build_store(cfg, self.generation),
                 clock=self.clock,
             )
-            self.client = cls(auth=auth, **self._common())
+            if self.client is None:
+                self.client = cls(auth=auth, **self._common())
+            else:
+                self.client.auth = auth
         elif lib == "authlib":
             import _common  # noqa: PLC0415  (bench/ is on the spawned child's sys.path)
 
@@ -161,11 +176,16 @@ class _Process:
 
             _common.httpx_auth_set_expiry(self.peer_auth, time.time() - 10)
 
-    def prepare(self, phase: str) -> None:
+    def prepare(self, phase: str) -> bool:
+        """Bring this process into the phase's state; whether its API client is new."""
+        had = self.client
         if phase == "cold":
             self.new_client()
         elif phase == "expiry":
             self.expire()  # httpx-tokenauth: the parent moves the fleet's clock
+        new = self.client is not had or not self.warmed
+        self.warmed = True
+        return new
 
     def warm_kwargs(self) -> dict[str, Any]:
         """A request without a token, to open an API connection."""
@@ -185,10 +205,14 @@ def run(cfg: dict[str, Any], barrier: Any, offset: Any, out: Any) -> None:
     """Set up, say ready, then serve phases until the parent sends no more."""
     warnings = _count_warnings()
     proc = _Process(cfg, offset)
-    if proc.is_async:
-        asyncio.run(_tasks(proc, cfg, barrier, out, warnings))
-    else:
-        _threads(proc, cfg, barrier, out, warnings)
+    try:
+        if proc.is_async:
+            asyncio.run(_tasks(proc, cfg, barrier, out, warnings))
+        else:
+            _threads(proc, cfg, barrier, out, warnings)
+    except BaseException:
+        barrier.abort()  # the parent fails this fleet now instead of at its deadlock guard
+        raise
 
 
 def _threads(proc: _Process, cfg: dict[str, Any], barrier: Any, out: Any, warnings: Any) -> None:
@@ -199,11 +223,11 @@ def _threads(proc: _Process, cfg: dict[str, Any], barrier: Any, out: Any, warnin
     barrier.wait()  # ready
     with ThreadPoolExecutor(callers) as pool:
         for phase in cfg["phases"]:
-            proc.prepare(phase)
+            if proc.prepare(phase):
+                warm = proc.warm_kwargs()
+                warm_up = partial(_outcome, partial(proc.client.request, "GET", "/warm", **warm))
+                list(pool.map(lambda _, warm_up=warm_up: warm_up(), range(callers)))
             client = proc.client
-            warm = proc.warm_kwargs()
-            warm_up = partial(client.request, "GET", "/warm", **warm)
-            list(pool.map(lambda _, warm_up=warm_up: warm_up(), range(callers)))
             go = threading.Barrier(callers)
 
             def one(_: int, go: threading.Barrier = go, client: Any = client) -> tuple[Any, ...]:
@@ -229,10 +253,13 @@ async def _tasks(
         await proc.client.fetch_token()
     await asyncio.to_thread(barrier.wait)  # ready
     for phase in cfg["phases"]:
-        proc.prepare(phase)
+        if proc.prepare(phase):
+            warm = proc.warm_kwargs()
+            await asyncio.gather(
+                *(proc.client.request("GET", "/warm", **warm) for _ in range(API_CONNECTIONS)),
+                return_exceptions=True,  # a connection that failed to open is not the phase's
+            )
         client = proc.client
-        warm = proc.warm_kwargs()
-        await asyncio.gather(*(client.request("GET", "/warm", **warm) for _ in range(callers)))
 
         async def one(client: Any = client) -> tuple[Any, ...]:
             slot = [time.perf_counter()]

@@ -183,7 +183,7 @@ def run(*, quick: bool) -> Section:
         s = req_stats[f"DPoP {alg}"]
         rows.append(
             Row(
-                key=f"7{key}",
+                key=f"12{key}",
                 measurement=f"DPoP request overhead, {alg} (ratio to the same request with a "
                 "Bearer token, end-to-end get())",
                 ours=f"{s['ratio_median']:.3f}x ({s['extra_ns_median'] / 1000:+.1f} µs)",
@@ -196,7 +196,7 @@ def run(*, quick: bool) -> Section:
         s = proof_stats[alg]
         rows.append(
             Row(
-                key=f"7{key}",
+                key=f"12{key}",
                 measurement=f"DPoP proof cost, {alg} (one proof vs its one signature)",
                 ours=f"{s['ns_median'] / 1000:.1f} µs/proof ({s['ratio_median']:.3f}x, "
                 f"{s['extra_ns_median'] / 1000:+.1f} µs)",

@@ -4,8 +4,11 @@
     python bench/run.py --quick    # a smoke run (seconds): every row, numbers meaningless
     python bench/run.py --only overhead,herd --json results.json
 
-Everything runs in this process or in child interpreters on this machine; the
-token endpoint and the API are httpx.MockTransport handlers. Peers that are not
+Everything runs on this machine. Benchmarks 1-6 and 10 run in this process or
+in child interpreters, with the token endpoint and the API as
+httpx.MockTransport handlers; the fleet (7-9) and the per-credential cost (11)
+run against real servers on 127.0.0.1 (httpx_tokenauth.testing: an
+authorization server and an API over TLS, a valkey-server). Peers that are not
 installed (``pip install -e '.[bench]'``) show "not installed" in their cells.
 """
 
@@ -25,23 +28,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import credentials
 import dpop
+import fleet
 import herd
 import importtime
 import memory
 import minting
 import overhead
 import renewal
+import storeoverhead
 from _common import Row, Section, peers
 
-#: name -> the benchmark's run(quick=...) function, in the order of the issue.
-BENCHMARKS: dict[str, Callable[..., Section]] = {
+#: name -> the benchmark's run(quick=...) function, in the order of the issues. A
+#: benchmark returns one Section, or several (the fleet: token requests, herd
+#: latency, Redis down, all from the same fleets).
+BENCHMARKS: dict[str, Callable[..., Section | list[Section]]] = {
     "overhead": overhead.run,
     "herd": herd.run,
     "renewal": renewal.run,
     "minting": minting.run,
     "importtime": importtime.run,
     "memory": memory.run,
+    "fleet": fleet.run,
+    "storeoverhead": storeoverhead.run,
+    "credentials": credentials.run,
     "dpop": dpop.run,
 }
 
@@ -70,6 +81,22 @@ ROW_KEYS = (
     "7b",
     "7c",
     "7d",
+    "7e",
+    "7f",
+    "8a",
+    "8b",
+    "9a",
+    "9b",
+    "9c",
+    "9d",
+    "10a",
+    "10b",
+    "11a",
+    "11b",
+    "12a",
+    "12b",
+    "12c",
+    "12d",
 )
 
 HEADER = [
@@ -192,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.perf_counter()
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        sections.append(BENCHMARKS[name](quick=args.quick))
+        result = BENCHMARKS[name](quick=args.quick)
+        sections.extend(result if isinstance(result, list) else [result])
         print(f"  {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
     env = environment(command)

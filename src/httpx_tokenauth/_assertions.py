@@ -28,7 +28,6 @@ from __future__ import annotations
 import abc
 import base64
 import binascii
-import inspect
 import json
 import math
 import os
@@ -414,6 +413,8 @@ class _CallableAssertion(AssertionSource):
     __slots__ = ("_func", "_is_async", "_qualname")
 
     def __init__(self, func: Callable[[str], Any]) -> None:
+        import inspect  # noqa: PLC0415  (only for callable sources: keeps the import light)
+
         self._func = func
         self._is_async = _is_async_callable(func)
         self._qualname = _qualified_name(func)
@@ -437,6 +438,8 @@ class _CallableAssertion(AssertionSource):
                 f"{self.name} is async: use this credential with an AsyncClient (or "
                 "aget_token()), or pass a sync function"
             )
+        import inspect  # noqa: PLC0415
+
         value = self._func(audience)
         if inspect.isawaitable(value):
             close = getattr(value, "close", None)
@@ -468,6 +471,8 @@ class _CallableAssertion(AssertionSource):
 
 
 def _is_async_callable(func: object) -> bool:
+    import inspect  # noqa: PLC0415
+
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
     )

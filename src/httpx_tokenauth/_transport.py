@@ -16,7 +16,6 @@ import importlib
 import os
 import threading
 import time
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -96,6 +95,8 @@ class HTTPLib:
         Cookies stay per client: nothing one credential's token endpoint sets
         reaches another's requests.
         """
+        import urllib.request  # noqa: PLC0415  (heavy; only when a token client is made)
+
         if urllib.request.getproxies():
             # httpx uses HTTP(S)_PROXY / NO_PROXY only for clients it builds its own
             # transport for; with a proxy configured, keep that (the TLS context is

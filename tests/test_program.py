@@ -592,14 +592,14 @@ def test_f5_a_store_failure_is_a_miss_and_the_fetch_happens_in_process(
     with caplog.at_level("WARNING", logger="httpx_tokenauth"):
         effects, result = step(
             auth._acquisition.acquire(blocking=True),
-            store_script(("Get", down), ("Lock", down), ("Send", ok("t1"))),
+            store_script(("Get", down), ("Send", ok("t1"))),
         )
-        assert ops(effects) == ["Get", "Lock", "Send"]
+        assert ops(effects) == ["Get", "Send"]  # a failed read: no lease attempt either
         assert isinstance(result, Token)
         auth._acquisition.invalidate(result)
         step(
             auth._acquisition.acquire(blocking=True),
-            store_script(("Get", down), ("Lock", down), ("Send", ok("t2"))),
+            store_script(("Get", down), ("Send", ok("t2"))),
         )
     warnings = [r for r in caplog.records if getattr(r, "event", None) == "store_failed"]
     assert len(warnings) == 1
@@ -651,8 +651,8 @@ def test_f2_early_renewal_adopts_a_newer_shared_token(fleet: Any) -> None:
 
 
 def test_f3_the_lease_holder_never_adopts_the_rejected_token(fleet: Any) -> None:
-    """After a 401, a store blip on the first read must not let the lease holder's second
-    read hand back the very token that was rejected."""
+    """After a 401, a compare-and-delete that did not get through must not let the lease
+    holder's second read hand back the very token that was rejected."""
     times = Times()
     auth = fleet(times)
     acq = auth._acquisition
@@ -661,11 +661,11 @@ def test_f3_the_lease_holder_never_adopts_the_rejected_token(fleet: Any) -> None
     effects, result = step(
         acq.acquire(blocking=True),
         store_script(
-            ("Get", StoreUnavailable("blip")), ("Lock", True), ("Get", rejected),
-            ("Send", ok("new")), ("Put", None), ("Unlock", True),
+            ("Get", rejected), ("DeleteIf", StoreUnavailable("blip")), ("Lock", True),
+            ("Get", rejected), ("Send", ok("new")), ("Put", None), ("Unlock", True),
         ),
     )  # fmt: skip
-    assert ops(effects) == ["Get", "Lock", "Get", "Send", "Put", "Unlock"]
+    assert ops(effects) == ["Get", "DeleteIf", "Lock", "Get", "Send", "Put", "Unlock"]
     assert isinstance(result, Token)
     assert result.access_token == "new"
 

@@ -523,6 +523,8 @@ class Acquisition:
             rejected, self.rejected = self.rejected, None
         current = self.cache.token if renewing else None
         shared = yield from self._shared(store, Get(names))
+        if shared is DOWN:  # the store is failing: do not wait on it a second time for a lease
+            return (yield from self._fetch(renewing=renewing, blocking=blocking, reason=reason))
         if (
             adopted := (yield from self._adopt(store, names, shared, rejected, current))
         ) is not None:

@@ -50,8 +50,9 @@ from httpx_tokenauth._discovery import (
     metadata_urls,
     resource_metadata_urls,
 )
-from httpx_tokenauth._program import Detach, Effect, FetchDocument, Program, Send
+from httpx_tokenauth._program import Effect, FetchDocument, Send
 from httpx_tokenauth._token import MAX_RESPONSE_BYTES, RawResponse
+from test_program import step
 
 from conftest import CLIENT_ID, Env, token_json
 
@@ -802,34 +803,6 @@ def test_f1_a_shared_store_learns_the_resource_in_its_entry_name(tmp_path: Any) 
 
 
 # -- the program, stepped ------------------------------------------------------------------
-
-
-def step(program: Program[Any], respond: Callable[[Effect[Any]], object]) -> tuple[list, object]:
-    """Run ``program`` answering each effect (Detach stepped in place); effects and result."""
-    effects: list[Effect[Any]] = []
-
-    def run(program: Program[Any]) -> object:
-        value: object = None
-        error: BaseException | None = None
-        while True:
-            try:
-                effect = program.send(value) if error is None else program.throw(error)
-            except StopIteration as stop:
-                return stop.value
-            value, error = None, None
-            try:
-                if isinstance(effect, Detach):
-                    value = run(effect.program)
-                else:
-                    effects.append(effect)
-                    value = respond(effect)
-            except Exception as exc:
-                error = exc
-
-    try:
-        return effects, run(program)
-    except Exception as exc:
-        return effects, exc
 
 
 def doc_response(doc: dict[str, Any], **headers: str) -> RawResponse:

@@ -164,8 +164,7 @@ async def test_o2_retries_and_failed_requests_are_counted_by_outcome(env: Env) -
         ("cold", "success"): 1,
     }
     assert stats.retries == 1
-    assert stats.waits == 1
-    assert stats.wait_seconds >= 0.0
+    assert stats.waits == 1  # its length in seconds is checked exactly by stepping the program
 
 
 async def test_o2_a_401_the_token_cannot_answer_counts_a_refused_replay(env: Env) -> None:

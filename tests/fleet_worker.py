@@ -44,10 +44,19 @@ def run(cfg: dict[str, Any], barrier: Any, offset: Any, out: Any) -> None:
     def clock() -> float:
         return time.time() + offset.value
 
-    auth = TokenAuth(
-        ClientCredentials(
+    if cfg.get("issuer"):  # configured by issuer: the token endpoint comes from metadata
+        grant = ClientCredentials.from_issuer(
+            cfg["issuer"],
+            client_id=cfg["client_id"],
+            client_secret=cfg["client_secret"],
+            resource_discovery=False,
+        )
+    else:
+        grant = ClientCredentials(
             cfg["token_url"], client_id=cfg["client_id"], client_secret=cfg["client_secret"]
-        ),
+        )
+    auth = TokenAuth(
+        grant,
         token_client=httpx.Client(verify=verify, timeout=30),
         async_token_client=httpx.AsyncClient(verify=verify, timeout=30),
         store=build_store(cfg),

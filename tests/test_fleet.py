@@ -160,6 +160,40 @@ def test_f2_one_token_request_for_the_fleet_at_cold_start_renewal_expiry_and_401
     assert PROCESSES <= len(rejected) <= PROCESSES * callers
 
 
+@pytest.mark.parametrize("store", ["redis", "file"])
+def test_m6_a_fleet_configured_by_issuer_reads_the_metadata_once(
+    servers: Servers, valkey: ValkeyServer, tmp_path: Path, store: str
+) -> None:
+    """8 processes x 16 threads, configured by issuer: the metadata is fetched once for the
+    whole fleet, though each 401 storm's renewal is made by whichever process takes the
+    lease (any of them, most with no metadata of their own): they read it from the store."""
+    servers.server.reset()
+    servers.api.reset()
+    cfg = config(
+        servers,
+        store=store,
+        mode="threads",
+        callers=16,
+        redis_url=valkey.url,
+        directory=str(tmp_path),
+        issuer=servers.server.issuer,
+    )
+    fleet = Fleet(cfg)
+    counts: list[int] = []
+    try:
+        for phase in range(cfg["phases"]):
+            if phase:
+                servers.api.revoke_all_issued_before()  # every process must renew
+            before = servers.server.token_request_count
+            statuses = fleet.phase()
+            counts.append(servers.server.token_request_count - before)
+            assert statuses == [200] * (PROCESSES * 16), phase
+    finally:
+        fleet.close()
+    assert counts == [1, 1, 1, 1]
+    assert servers.server.metadata_requests == ["/.well-known/oauth-authorization-server"]
+
+
 def test_f2_a_lease_holder_killed_mid_fetch_blocks_the_others_only_until_its_lease_ends(
     servers: Servers, valkey: ValkeyServer
 ) -> None:

@@ -33,12 +33,15 @@ import pytest
 
 from httpx_tokenauth import ConfigurationError, FileTokenStore, RedisTokenStore, Token, TokenStore
 from httpx_tokenauth._store import (
+    MAX_DOCUMENT_CHARS,
     MAX_ENTRY_BYTES,
     DeleteIf,
     EntryNames,
     Get,
+    GetDocument,
     Lock,
     Put,
+    PutDocument,
     StoreOperation,
     StoreUnavailable,
     Unlock,
@@ -531,6 +534,124 @@ async def test_f5_garbage_values_are_a_miss(backend: Backend) -> None:
         assert await backend.run(Get(names)) is None, value[:40]
     await backend.run(Put(names, a_token(), ttl_ms=60_000))
     assert await backend.run(Get(names)) is not None
+
+
+# -- shared documents: an issuer's metadata for the fleet (SPEC M6) ------------------------
+
+DOCUMENT = json.dumps(
+    {"issuer": "https://login.example.com/tenant", "token_endpoint": TOKEN_URL, "note": "ünï"},
+    ensure_ascii=False,
+)
+
+
+@pytest.mark.anyio
+async def test_m6_a_document_round_trips_encrypted_under_a_name_of_its_own(
+    backend: Backend,
+) -> None:
+    """GetDocument gives back exactly the text PutDocument wrote (non-ASCII included), under
+    a name no token entry has; the raw store holds neither the text nor the issuer."""
+    names = backend.store.document_names(IDENTITY)
+    tokens = backend.store.entry_names(IDENTITY)
+    assert names.entry not in (tokens.entry, tokens.lock)
+    assert await backend.run(GetDocument(names)) is None
+    assert await backend.run(PutDocument(names, DOCUMENT, ttl_ms=60_000)) is None
+    assert await backend.run(GetDocument(names)) == DOCUMENT
+    assert await backend.run(Get(tokens)) is None  # a document is not a token entry
+    raw = backend.raw.dump()
+    assert names.entry.encode() in raw
+    for clear in ["login.example.com", "token_endpoint", TOKEN_URL, "ünï"]:
+        assert clear.encode() not in raw, clear
+    assert backend.raw.get(names.entry).startswith(b"v1.")  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_m6_a_token_value_is_never_read_as_a_document_nor_a_document_as_a_token(
+    backend: Backend,
+) -> None:
+    """The entry name is associated data: values swapped between a token entry and a
+    document entry are misses."""
+    names, tokens = backend.store.document_names(IDENTITY), backend.store.entry_names(IDENTITY)
+    await backend.run(Put(tokens, a_token(), ttl_ms=60_000))
+    await backend.run(PutDocument(names, DOCUMENT, ttl_ms=60_000))
+    token_value, document_value = backend.raw.get(tokens.entry), backend.raw.get(names.entry)
+    assert token_value is not None
+    assert document_value is not None
+    backend.raw.set(names.entry, token_value)
+    backend.raw.set(tokens.entry, document_value)
+    assert await backend.run(GetDocument(names)) is None
+    assert await backend.run(Get(tokens)) is None
+
+
+@pytest.mark.anyio
+async def test_m6_a_tampered_document_or_one_under_another_key_is_a_miss(
+    backend: Backend,
+) -> None:
+    """Garbage, a flipped bit, a swapped fingerprint, another store key: each reads as a
+    miss, never an error; a rotation list still reads what the old key wrote."""
+    names = backend.store.document_names(IDENTITY)
+    await backend.run(PutDocument(names, DOCUMENT, ttl_ms=60_000))
+    good = backend.raw.get(names.entry)
+    assert good is not None
+    for value in garbage_values(good):
+        backend.raw.set(names.entry, value)
+        assert await backend.run(GetDocument(names)) is None, value[:40]
+    backend.raw.set(names.entry, good)
+    stranger = backend.make(encryption_key=OLD_KEY)
+    assert await backend.run(GetDocument(stranger.document_names(IDENTITY)), stranger) is None
+    rotated = backend.make(encryption_key=[OLD_KEY, KEY])
+    got = await backend.run(GetDocument(rotated.document_names(IDENTITY)), rotated)
+    assert got == DOCUMENT
+
+
+@pytest.mark.anyio
+async def test_m6_documents_expire_with_their_ttl(backend: Backend) -> None:
+    """A document lives as long as PutDocument said, then reads as a miss."""
+    names = backend.store.document_names(IDENTITY)
+    await backend.run(PutDocument(names, DOCUMENT, ttl_ms=50))
+
+    async def gone() -> bool:
+        return await backend.run(GetDocument(names)) is None
+
+    await eventually(gone, "the document expires")
+
+
+def test_m6_only_encrypted_built_in_stores_share_documents(tmp_path: Path) -> None:
+    """Metadata is shared only where entries are authenticated: not in plaintext (anyone who
+    can write there could name another token endpoint), not by stores that do not carry
+    out document operations."""
+
+    class Minimal(TokenStore):
+        def execute(self, op: StoreOperation[T]) -> T:
+            raise StoreUnavailable("no")
+
+        async def aexecute(self, op: StoreOperation[T]) -> T:
+            raise StoreUnavailable("no")
+
+    assert FileTokenStore(tmp_path / "a", encryption_key=KEY).shares_documents is True
+    assert FileTokenStore(tmp_path / "b", encryption_key=None).shares_documents is False
+    assert RedisTokenStore.from_url("redis://127.0.0.1:1", encryption_key=KEY).shares_documents
+    assert Minimal(encryption_key=KEY, timeout=1.0).shares_documents is False
+
+
+@pytest.mark.parametrize(
+    ("document", "ttl_ms", "says"),
+    [
+        (None, 1000, "non-empty str"),
+        ("", 1000, "non-empty str"),
+        (b"{}", 1000, "non-empty str"),
+        ("x" * (MAX_DOCUMENT_CHARS + 1), 1000, f"at most {MAX_DOCUMENT_CHARS}"),
+        ("{}", 0, "positive whole number"),
+    ],
+)
+def test_m6_a_document_operation_with_bad_input_is_a_configuration_error(
+    document: Any, ttl_ms: int, says: str
+) -> None:
+    """PutDocument checks what it is given when it is made."""
+    entry = EntryNames(entry="{x}:document", lock="{x}:document-lock")
+    with pytest.raises(ConfigurationError, match=says):
+        PutDocument(entry, document, ttl_ms)
+    with pytest.raises(ConfigurationError, match="EntryNames"):
+        GetDocument("not names")  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio

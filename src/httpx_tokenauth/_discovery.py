@@ -23,15 +23,16 @@ checks documents and chooses client authentication from what a document says.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
 import unicodedata
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlsplit
 
 from ._errors import (
@@ -456,6 +457,82 @@ def parse_server_metadata(
     )
 
 
+#: What the fleet store's document entry for an issuer's metadata is named after (SPEC M6).
+SHARED_METADATA = "httpx-tokenauth authorization server metadata v1"
+#: A shared document longer than this is not shared (fetched documents are capped at 1 MiB).
+_MAX_SHARED_CHARS = 2 << 20
+
+
+def shared_metadata_identity(issuer: str, allow_insecure_http: bool) -> tuple[str, ...]:
+    """The store identity of an issuer's metadata: the issuer, and whether http was allowed."""
+    return (SHARED_METADATA, issuer, "allow-insecure-http" if allow_insecure_http else "https")
+
+
+def shared_metadata(metadata: ServerMetadata, fresh_until: float) -> str | None:
+    """The text a fleet store keeps for ``metadata``, fresh until ``fresh_until`` (wall
+    clock); None when it cannot be shared (too long)."""
+    text = json.dumps(
+        {
+            "url": metadata.url,
+            "max_age": metadata.max_age,
+            "fresh_until": fresh_until,
+            "document": dict(metadata.document),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    return text if len(text) <= _MAX_SHARED_CHARS else None
+
+
+def from_shared(
+    text: str, *, issuer: str, allow_insecure_http: bool, now: float
+) -> tuple[ServerMetadata, float] | None:
+    """The metadata another process shared, and for how many seconds more it is fresh.
+
+    Checked as if fetched now (SPEC M1, with this process's issuer and
+    ``allow_insecure_http``), from one of this issuer's well-known URLs; a
+    document that is stale, malformed or fails a check is a miss (None).
+    """
+    try:
+        entry = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(entry, dict):
+        return None
+    url, max_age = entry.get("url"), entry.get("max_age")
+    fresh_until, document = entry.get("fresh_until"), entry.get("document")
+    if (
+        url not in metadata_urls(issuer)
+        or not isinstance(document, dict)
+        or not _seconds(max_age)
+        or not _seconds(fresh_until)
+    ):
+        return None
+    remaining = min(float(fresh_until) - now, float(max_age), MAX_MAX_AGE)
+    if remaining <= 0:
+        return None
+    raw = RawResponse(
+        200, {"content-type": "application/json"}, json.dumps(document).encode("utf-8")
+    )
+    try:
+        metadata = parse_server_metadata(
+            raw, issuer=issuer, url=url, allow_insecure_http=allow_insecure_http
+        )
+    except DiscoveryError:
+        return None
+    return replace(metadata, max_age=min(float(max_age), MAX_MAX_AGE)), remaining
+
+
+def _seconds(value: object) -> TypeGuard[float]:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 def _same_resource(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
 
@@ -666,9 +743,17 @@ class MetadataCache:
             return None, False
         return entry.metadata, mono < entry.fresh_until
 
-    def put(self, key: tuple[str, bool], metadata: ServerMetadata, mono: float) -> None:
+    def put(
+        self,
+        key: tuple[str, bool],
+        metadata: ServerMetadata,
+        mono: float,
+        fresh_for: float | None = None,
+    ) -> None:
+        """Keep ``metadata``, fresh for ``fresh_for`` seconds (default: its ``max_age``)."""
+        seconds = metadata.max_age if fresh_for is None else fresh_for
         with self._lock:
-            self._entries[key] = _Cached(metadata, mono + metadata.max_age)
+            self._entries[key] = _Cached(metadata, mono + seconds)
 
     def keep(self, key: tuple[str, bool], mono: float) -> None:
         """A refresh failed: keep the last good document, try again in MIN_MAX_AGE."""

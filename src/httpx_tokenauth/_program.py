@@ -664,7 +664,7 @@ class Acquisition:
 
     def _shared(
         self, store: TokenStore, op: StoreOp, *, shielded: bool = False
-    ) -> Program[Token | bool | _Down | None]:
+    ) -> Program[Token | bool | str | _Down | None]:
         """One store operation; a failure is DOWN, warned about once per outage (SPEC F5)."""
         try:
             result = op.result((yield from perform(StoreCall(store, op, shielded))))
@@ -926,9 +926,14 @@ class Acquisition:
         return state.resolved(metadata)
 
     def _server_metadata(
-        self, state: DiscoveryState, deadline_at: float
+        self, state: DiscoveryState, deadline_at: float, gone: str | None = None
     ) -> Program[ServerMetadata]:
         """The issuer's metadata: fresh from the cache, or fetched (keeping the last good one).
+
+        With a fleet store that shares documents, a process's cache miss looks
+        there first, and what it fetches it shares (SPEC M6). ``gone`` is a
+        token endpoint that stopped answering: a shared document naming it is
+        not taken.
 
         A refresh that fails for any reason (unreachable, an error status, a
         document that fails its checks) leaves the last good document in use,
@@ -939,6 +944,11 @@ class Acquisition:
         cached, fresh = state.cache.get(key, self.monotonic())
         if cached is not None and fresh:
             return cached
+        store = self._document_store()
+        if store is not None:
+            shared = yield from self._shared_metadata(store, state, gone)
+            if shared is not None:
+                return shared
         try:
             metadata = yield from self._fetch_server_metadata(state.issuer, deadline_at, state)
         except TokenError as exc:
@@ -968,7 +978,64 @@ class Acquisition:
                 "max_age": metadata.max_age,
             },
         )
+        if store is not None:
+            yield from self._share_metadata(store, state, metadata)
         return metadata
+
+    def _document_store(self) -> TokenStore | None:
+        """The fleet store, if it shares metadata and is not failing right now."""
+        store = self.store
+        if store is None or store.outage or not store.shares_documents:
+            return None
+        return store
+
+    def _shared_metadata(
+        self, store: TokenStore, state: DiscoveryState, gone: str | None
+    ) -> Program[ServerMetadata | None]:
+        """The issuer's metadata as another process shared it, checked as if fetched."""
+        from ._discovery import from_shared, shared_metadata_identity  # noqa: PLC0415
+        from ._store import GetDocument  # noqa: PLC0415
+
+        names = store.document_names(shared_metadata_identity(*state.key))
+        text = yield from self._shared(store, GetDocument(names))
+        if not isinstance(text, str):
+            return None
+        found = from_shared(
+            text,
+            issuer=state.issuer,
+            allow_insecure_http=state.discovered.allow_insecure_http,
+            now=self.now(),
+        )
+        if found is None or found[0].token_endpoint == gone:
+            return None
+        metadata, remaining = found
+        state.cache.put(state.key, metadata, self.monotonic(), fresh_for=remaining)
+        logger.info(
+            "metadata of %s from the shared store: token endpoint %s",
+            state.issuer,
+            redacted(metadata.token_endpoint),
+            extra={
+                "event": "metadata_adopted",
+                "token_endpoint": redacted(metadata.token_endpoint),
+                "issuer": state.issuer,
+                "max_age": remaining,
+            },
+        )
+        return metadata
+
+    def _share_metadata(
+        self, store: TokenStore, state: DiscoveryState, metadata: ServerMetadata
+    ) -> Program[None]:
+        """Put fetched metadata in the fleet store for as long as it is fresh."""
+        from ._discovery import shared_metadata, shared_metadata_identity  # noqa: PLC0415
+        from ._store import PutDocument  # noqa: PLC0415
+
+        text = shared_metadata(metadata, self.now() + metadata.max_age)
+        if text is None:
+            return
+        names = store.document_names(shared_metadata_identity(*state.key))
+        ttl_ms = max(1, int(metadata.max_age * 1000))
+        yield from self._shared(store, PutDocument(names, text, ttl_ms))
 
     def _fetch_server_metadata(
         self, issuer: str, deadline_at: float, state: DiscoveryState
@@ -1032,7 +1099,7 @@ class Acquisition:
         if not endpoint_gone(exc):
             return False
         state.cache.expire(state.key)
-        metadata = yield from self._server_metadata(state, deadline_at)
+        metadata = yield from self._server_metadata(state, deadline_at, gone=grant.token_url)
         moved = metadata.token_endpoint != grant.token_url
         if moved:
             logger.info(

@@ -26,6 +26,12 @@ fingerprint is a short keyed HMAC of the access token, so a compare-and-delete
 can run inside the store without decrypting (SPEC F3). JSON, never pickle: a
 shared store must not be able to run code in its readers.
 
+Documents: a grant configured by issuer shares the issuer's metadata through
+``GetDocument`` / ``PutDocument`` under ``store.document_names(identity)``,
+sealed like a token entry (the fingerprint is a keyed HMAC of the text). Only
+stores that say ``shares_documents`` (the built-in ones, encrypted) are asked:
+in plaintext, whoever can write to the store could name a token endpoint.
+
 Key rotation: ``encryption_key=[new, old]``. The first key encrypts, names
 the entry and the lease; every key decrypts, and reads also look under the
 names derived from the older keys (``EntryNames.older``), so entries written
@@ -68,8 +74,10 @@ __all__ = [
     "EncryptionKey",
     "EntryNames",
     "Get",
+    "GetDocument",
     "Lock",
     "Put",
+    "PutDocument",
     "StoreOp",
     "StoreOperation",
     "StoreUnavailable",
@@ -94,6 +102,8 @@ _TAG_BYTES = 16  # of the entry name's HMAC: 128 bits, as 32 hex digits
 _FINGERPRINT_BYTES = 16
 #: Entries larger than this are garbage: a token response is capped at 1 MiB.
 MAX_ENTRY_BYTES = 4 << 20
+#: A shared document (server metadata, capped at 1 MiB when fetched) is at most this long.
+MAX_DOCUMENT_CHARS = 2 << 20
 _B64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 _FENCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _PREFIX = re.compile(r"[\x21-\x7a\x7c\x7e]{0,100}")  # visible ASCII without { and }
@@ -308,8 +318,59 @@ class DeleteIf(StoreOperation[bool]):
         raise _wrong_result(self, value)
 
 
+def _check_document(document: object) -> None:
+    if not isinstance(document, str) or not document:
+        raise ConfigurationError(
+            f"a shared document is a non-empty str (JSON text), got {type(document).__name__}"
+        )
+    if len(document) > MAX_DOCUMENT_CHARS:
+        raise ConfigurationError(
+            f"a shared document is at most {MAX_DOCUMENT_CHARS} characters, got {len(document)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GetDocument(StoreOperation[str | None]):
+    """Read a shared document (metadata a process fetched): its text, or None for a miss.
+
+    A miss is also an entry that does not decrypt, or whose fingerprint does
+    not match: a document is used only as a process with the key wrote it.
+    Names come from :meth:`TokenStore.document_names`.
+    """
+
+    names: EntryNames
+
+    def __post_init__(self) -> None:
+        _check_names(self.names)
+
+    def result(self, value: object) -> str | None:
+        """The document's text or None."""
+        if value is None or isinstance(value, str):
+            return value
+        raise _wrong_result(self, value)
+
+
+@dataclass(frozen=True, slots=True)
+class PutDocument(StoreOperation[None]):
+    """Write a shared document, encrypted like a token, expiring after ``ttl_ms``."""
+
+    names: EntryNames
+    document: str = field(repr=False)
+    ttl_ms: int
+
+    def __post_init__(self) -> None:
+        _check_names(self.names)
+        _check_document(self.document)
+        _check_ttl(self.ttl_ms)
+
+    def result(self, value: object) -> None:
+        """None."""
+        if value is not None:
+            raise _wrong_result(self, value)
+
+
 #: Every operation a store carries out, for interpreters that dispatch on it.
-StoreOp: TypeAlias = Get | Put | Lock | Unlock | DeleteIf
+StoreOp: TypeAlias = Get | Put | Lock | Unlock | DeleteIf | GetDocument | PutDocument
 
 _VERBS: dict[type, str] = {
     Get: "read an entry",
@@ -317,6 +378,8 @@ _VERBS: dict[type, str] = {
     Lock: "take a lease",
     Unlock: "release a lease",
     DeleteIf: "delete an entry",
+    GetDocument: "read a document",
+    PutDocument: "write a document",
 }
 
 
@@ -427,22 +490,24 @@ class _Generation:
         digest = hmac.new(self._name_key, encoded_identity, hashlib.sha256).digest()
         return digest[:_TAG_BYTES].hex()
 
-    def prefix(self, token: Token) -> str:
-        """The start of every value that holds ``token``: what DeleteIf compares."""
-        digest = hmac.new(
-            self._fingerprint_key, token.access_token.encode(), hashlib.sha256
-        ).digest()
+    def fingerprint(self, data: bytes) -> str:
+        """The start of every value whose fingerprint input is ``data``."""
+        digest = hmac.new(self._fingerprint_key, data, hashlib.sha256).digest()
         return f"{self.marker}.{_b64(digest[:_FINGERPRINT_BYTES])}."
 
-    def seal(self, name: str, token: Token) -> str:
-        plaintext = _serialize(token)
+    def prefix(self, token: Token) -> str:
+        """The start of every value that holds ``token``: what DeleteIf compares."""
+        return self.fingerprint(token.access_token.encode())
+
+    def seal_bytes(self, name: str, plaintext: bytes, fingerprint: str) -> str:
         if self._aead is None:
-            return self.prefix(token) + _b64(plaintext)
+            return fingerprint + _b64(plaintext)
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, plaintext, _associated_data(name))
-        return self.prefix(token) + _b64(nonce + sealed)
+        return fingerprint + _b64(nonce + sealed)
 
-    def open(self, name: str, value: str) -> Token | None:
+    def open_bytes(self, name: str, value: str) -> tuple[str, bytes] | None:
+        """(fingerprint, plaintext) of a value sealed under ``name``, or None: a miss."""
         parts = value.split(".")
         if len(parts) != 3 or parts[0] != self.marker:
             return None
@@ -450,22 +515,47 @@ class _Generation:
         if body is None:
             return None
         if self._aead is None:
-            plaintext = body
-        else:
-            from cryptography.exceptions import InvalidTag  # noqa: PLC0415
+            return f"{parts[0]}.{parts[1]}.", body
+        from cryptography.exceptions import InvalidTag  # noqa: PLC0415
 
-            if len(body) < _NONCE_BYTES + 16:
-                return None
-            try:
-                plaintext = self._aead.decrypt(
-                    body[:_NONCE_BYTES], body[_NONCE_BYTES:], _associated_data(name)
-                )
-            except InvalidTag:
-                return None  # another key, another name, or tampered with: a miss
+        if len(body) < _NONCE_BYTES + 16:
+            return None
+        try:
+            plaintext = self._aead.decrypt(
+                body[:_NONCE_BYTES], body[_NONCE_BYTES:], _associated_data(name)
+            )
+        except InvalidTag:
+            return None  # another key, another name, or tampered with: a miss
+        return f"{parts[0]}.{parts[1]}.", plaintext
+
+    def seal(self, name: str, token: Token) -> str:
+        return self.seal_bytes(name, _serialize(token), self.prefix(token))
+
+    def open(self, name: str, value: str) -> Token | None:
+        opened = self.open_bytes(name, value)
+        if opened is None:
+            return None
+        fingerprint, plaintext = opened
         token = _deserialize(plaintext)
-        if token is None or not hmac.compare_digest(self.prefix(token), f"{parts[0]}.{parts[1]}."):
+        if token is None or not hmac.compare_digest(self.prefix(token), fingerprint):
             return None
         return token
+
+    def seal_document(self, name: str, document: str) -> str:
+        data = document.encode()
+        return self.seal_bytes(name, data, self.fingerprint(data))
+
+    def open_document(self, name: str, value: str) -> str | None:
+        opened = self.open_bytes(name, value)
+        if opened is None:
+            return None
+        fingerprint, plaintext = opened
+        if not hmac.compare_digest(self.fingerprint(plaintext), fingerprint):
+            return None
+        try:
+            return plaintext.decode()
+        except UnicodeDecodeError:
+            return None
 
 
 def _associated_data(name: str) -> bytes:
@@ -663,6 +753,34 @@ class TokenStore(abc.ABC):
             older=tuple(f"{b}:token" for b in base[1:]),
         )
 
+    def document_names(self, identity: tuple[str, ...]) -> EntryNames:
+        """Where the shared document for ``identity`` lives (GetDocument, PutDocument).
+
+        Keyed hashes like :meth:`entry_names`, under a suffix of their own, so
+        a document and a token never share a name.
+        """
+        names = self.entry_names(identity)
+        return EntryNames(
+            entry=names.entry[: -len("token")] + "document",
+            lock=names.lock[: -len("lock")] + "document-lock",
+            older=tuple(n[: -len("token")] + "document" for n in names.older),
+        )
+
+    @property
+    def shares_documents(self) -> bool:
+        """Whether processes share fetched metadata through this store (GetDocument).
+
+        Only with encryption: an authenticated entry is one a process holding
+        the key wrote. In plaintext anyone who can write to the store could
+        name another token endpoint, and credentials would go there; so each
+        process fetches metadata itself. Stores that do not carry out the
+        document operations say False.
+        """
+        return self.documents and self.encrypted
+
+    #: Whether this store carries out GetDocument and PutDocument (the built-in ones do).
+    documents: bool = False
+
     # What backends build on: each name of ``names.reads`` pairs with one generation.
 
     def _seal(self, names: EntryNames, token: Token) -> str:
@@ -673,6 +791,15 @@ class TokenStore(abc.ABC):
             return None
         text = _as_text(value)
         return None if text is None else self._generations[index].open(name, text)
+
+    def _seal_document(self, names: EntryNames, document: str) -> str:
+        return self._generations[0].seal_document(names.entry, document)
+
+    def _open_document(self, index: int, name: str, value: bytes | str) -> str | None:
+        if index >= len(self._generations):
+            return None
+        text = _as_text(value)
+        return None if text is None else self._generations[index].open_document(name, text)
 
     def _markers(self, names: EntryNames, token: Token) -> list[tuple[str, str]]:
         """(name, value prefix) pairs for a compare-and-delete of ``token`` under every key."""

@@ -22,8 +22,10 @@ from ._store import (
     DeleteIf,
     EncryptionKey,
     Get,
+    GetDocument,
     Lock,
     Put,
+    PutDocument,
     StoreOperation,
     StoreUnavailable,
     TokenStore,
@@ -77,6 +79,8 @@ class FileTokenStore(TokenStore):
     process's write (SQLite's busy timeout). ``clock`` is the wall clock
     entries and leases expire by (for tests).
     """
+
+    documents = True
 
     def __init__(
         self,
@@ -139,16 +143,20 @@ class FileTokenStore(TokenStore):
     def _run(self, connection: sqlite3.Connection, op: StoreOperation[object]) -> object:
         """Carry out ``op`` in SQL: each change is one atomic statement."""
         now = int(self._clock() * 1000)
-        if isinstance(op, Get):
+        if isinstance(op, (Get, GetDocument)):
+            opener = self._open if isinstance(op, Get) else self._open_document
             for index, name in enumerate(op.names.reads):
                 row = connection.execute(_GET, (name, now)).fetchone()
                 if row is not None and isinstance(row[0], (str, bytes)):
-                    token = self._open(index, name, row[0])
-                    if token is not None:
-                        return token
+                    found = opener(index, name, row[0])
+                    if found is not None:
+                        return found
             return None
-        if isinstance(op, Put):
-            sealed = self._seal(op.names, op.token)
+        if isinstance(op, (Put, PutDocument)):
+            if isinstance(op, Put):
+                sealed = self._seal(op.names, op.token)
+            else:
+                sealed = self._seal_document(op.names, op.document)
             connection.execute(_PURGE, (now,))
             connection.execute(_PUT, (op.names.entry, sealed, now + op.ttl_ms))
             return None
@@ -189,7 +197,7 @@ class FileTokenStore(TokenStore):
 
 
 def _check_op(op: object) -> None:
-    if not isinstance(op, (Get, Put, Lock, Unlock, DeleteIf)):
+    if not isinstance(op, (Get, Put, Lock, Unlock, DeleteIf, GetDocument, PutDocument)):
         raise ConfigurationError(f"FileTokenStore cannot carry out {type(op).__name__}")
 
 

@@ -24,8 +24,10 @@ from ._store import (
     DeleteIf,
     EncryptionKey,
     Get,
+    GetDocument,
     Lock,
     Put,
+    PutDocument,
     StoreOperation,
     StoreUnavailable,
     TokenStore,
@@ -142,6 +144,8 @@ class RedisTokenStore(TokenStore):
     warning. ``prefix`` starts every key name.
     """
 
+    documents = True
+
     def __init__(
         self,
         client: SyncRedisClient | None = None,
@@ -238,10 +242,13 @@ class RedisTokenStore(TokenStore):
 
     def _commands(self, op: StoreOperation[object]) -> list[Command]:
         """The Redis commands that carry out ``op`` (one per name; usually one in all)."""
-        if isinstance(op, Get):
+        if isinstance(op, (Get, GetDocument)):
             return [("GET", name) for name in op.names.reads]
         if isinstance(op, Put):
             return [("SET", op.names.entry, self._seal(op.names, op.token), "PX", op.ttl_ms)]
+        if isinstance(op, PutDocument):
+            sealed = self._seal_document(op.names, op.document)
+            return [("SET", op.names.entry, sealed, "PX", op.ttl_ms)]
         if isinstance(op, Lock):
             return [("SET", op.names.lock, op.fence, "NX", "PX", op.ttl_ms)]
         if isinstance(op, Unlock):
@@ -255,21 +262,22 @@ class RedisTokenStore(TokenStore):
 
     def _result(self, op: StoreOperation[object], replies: list[object]) -> object:
         """The operation's result from its commands' replies; StoreUnavailable if ill-shaped."""
-        if isinstance(op, Get):
+        if isinstance(op, (Get, GetDocument)):
+            opener = self._open if isinstance(op, Get) else self._open_document
             for index, (name, reply) in enumerate(zip(op.names.reads, replies, strict=True)):
                 if reply is None:
                     continue
                 if not isinstance(reply, (bytes, str)):
                     raise self._ill_shaped(op, reply)
-                token = self._open(index, name, reply)
-                if token is not None:
-                    return token
+                found = opener(index, name, reply)
+                if found is not None:
+                    return found
             return None
-        if isinstance(op, (Put, Lock)):
+        if isinstance(op, (Put, PutDocument, Lock)):
             ok = _ok(replies[0])
-            if ok is None or (isinstance(op, Put) and not ok):
+            if ok is None or (not isinstance(op, Lock) and not ok):
                 raise self._ill_shaped(op, replies[0])
-            return None if isinstance(op, Put) else ok
+            return ok if isinstance(op, Lock) else None
         deleted = 0
         for reply in replies:
             if isinstance(reply, bool) or not isinstance(reply, int):

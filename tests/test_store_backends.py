@@ -1120,7 +1120,8 @@ async def test_f1_on_a_cluster_entry_and_lock_share_a_slot_and_every_op_works(
     anyio_backend: str, cluster: Any
 ) -> None:
     """Against a real 3-node cluster (RedisCluster and its asyncio twin): each entry and its
-    lock hash to one slot, credentials spread over the nodes, and every operation works."""
+    lock hash to one slot, credentials spread over the nodes, and every operation works
+    (shared documents too)."""
     import redis.asyncio.cluster
     import redis.cluster
 
@@ -1146,6 +1147,9 @@ async def test_f1_on_a_cluster_entry_and_lock_share_a_slot_and_every_op_works(
             assert store.execute(DeleteIf(names, a_token("someone-else"))) is False
             assert await store.aexecute(DeleteIf(names, got)) is True
             assert await store.aexecute(Get(names)) is None
+            documents = store.document_names((*IDENTITY, str(n)))
+            await store.aexecute(PutDocument(documents, DOCUMENT, ttl_ms=60_000))
+            assert store.execute(GetDocument(documents)) == DOCUMENT
         assert len(nodes) > 1  # a real cluster: the entries did not all land on one node
     finally:
         sync_client.close()

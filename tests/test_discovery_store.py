@@ -21,8 +21,10 @@ import pytest
 
 from httpx_tokenauth import (
     FileTokenStore,
+    IssuerMismatchError,
     RedisTokenStore,
     RetryPolicy,
+    TokenAuth,
     TokenStore,
     generate_encryption_key,
 )
@@ -32,11 +34,24 @@ from httpx_tokenauth._discovery import (
     shared_metadata,
     shared_metadata_identity,
 )
+from httpx_tokenauth._program import Effect, FetchDocument, Send, StoreCall
 from httpx_tokenauth._store import GetDocument, PutDocument
 from httpx_tokenauth.testing import ValkeyServer
-from test_discovery import ENDPOINT, ISSUER, SECRET, WELL_KNOWN, Servers, as_doc, grant
+from test_discovery import (
+    ENDPOINT,
+    ISSUER,
+    SECRET,
+    WELL_KNOWN,
+    Mono,
+    Servers,
+    as_doc,
+    doc_response,
+    grant,
+    token_response,
+)
+from test_program import step
 
-from conftest import Env
+from conftest import Clock, Env
 
 pytestmark = pytest.mark.anyio
 
@@ -75,12 +90,18 @@ class Fleet:
             async_token_client=env.http.AsyncClient(transport=env.transport(self.servers.ahandler)),
         )
 
-    async def token(self, auth: Any) -> str:
+    async def token(self, auth: Any, *, force: bool = False) -> str:
+        """A token as a caller gets it; ``force``: a new one, as after a renewal elsewhere."""
         if self.env.is_sync:
-            token = await anyio.to_thread.run_sync(auth.get_token)
+            token = await anyio.to_thread.run_sync(lambda: auth.get_token(force=force))
         else:
-            token = await auth.aget_token()
+            token = await auth.aget_token(force=force)
         return str(token.access_token)
+
+    async def renewed(self, auth: Any) -> str:
+        """The token a process gets when it renews the shared one itself."""
+        await self.token(auth)  # adopted from the store, or fetched
+        return await self.token(auth, force=True)
 
     async def aclose(self) -> None:
         for store in self.stores:
@@ -114,12 +135,16 @@ async def fleet(request: pytest.FixtureRequest, env: Env, tmp_path: Path) -> Asy
 async def test_m6_a_process_with_no_metadata_of_its_own_reads_it_from_the_store(
     fleet: Fleet, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The first process fetches the metadata and shares it; the next ones (another scope,
-    so another token) use it with no metadata request, and send to its token endpoint."""
-    assert await fleet.token(fleet.process()) == "t1"
+    """The first process fetches the metadata and shares it with the token; the next ones
+    adopt the token, and when they renew it themselves they send to the endpoint the
+    shared document names, with no metadata request of their own."""
+    first = fleet.process()
+    assert await fleet.token(first) == "t1"
+    second, third = fleet.process(), fleet.process()
+    assert await fleet.token(second) == "t1"  # adopted: no request at all
     with caplog.at_level(logging.INFO, logger="httpx_tokenauth"):
-        assert await fleet.token(fleet.process(scope="read")) == "t2"
-        assert await fleet.token(fleet.process(scope="write")) == "t3"
+        assert await fleet.renewed(second) == "t2"
+        assert await fleet.renewed(third) == "t3"
     assert fleet.servers.gets() == [WELL_KNOWN]
     assert fleet.servers.posts() == [ENDPOINT, ENDPOINT, ENDPOINT]
     adopted = [r for r in caplog.records if getattr(r, "event", None) == "metadata_adopted"]
@@ -130,9 +155,9 @@ async def test_m6_a_process_with_no_metadata_of_its_own_reads_it_from_the_store(
 async def test_m6_a_plaintext_store_shares_tokens_but_not_metadata(fleet: Fleet) -> None:
     """Without encryption anyone who can write to the store could name a token endpoint of
     their own; so each process fetches the metadata itself."""
-    plain = fleet.store(encryption_key=None)
-    assert await fleet.token(fleet.process(plain)) == "t1"
-    assert await fleet.token(fleet.process(fleet.store(encryption_key=None), scope="read")) == "t2"
+    assert await fleet.token(fleet.process(fleet.store(encryption_key=None))) == "t1"
+    second = fleet.process(fleet.store(encryption_key=None))
+    assert await fleet.renewed(second) == "t2"
     assert fleet.servers.gets() == [WELL_KNOWN, WELL_KNOWN]
 
 
@@ -146,8 +171,8 @@ async def test_m6_a_moved_endpoint_is_looked_up_past_the_shared_document_and_sha
     assert await fleet.token(fleet.process()) == "t1"
     servers.endpoints[ENDPOINT] = lambda n: httpx.Response(404, text="gone")
     servers.metadata(as_doc(endpoint=MOVED))  # moved; the shared document names the old one
-    assert await fleet.token(fleet.process(scope="read")) == "t3"
-    assert await fleet.token(fleet.process(scope="write")) == "t4"
+    assert await fleet.renewed(fleet.process()) == "t3"
+    assert await fleet.renewed(fleet.process()) == "t4"
     assert servers.gets() == [WELL_KNOWN, WELL_KNOWN]
     assert servers.posts() == [ENDPOINT, ENDPOINT, MOVED, MOVED]
 
@@ -168,14 +193,54 @@ async def test_m6_a_store_that_failed_is_not_asked_for_metadata_as_well(env: Env
     assert auth.stats().store_failures == 1
 
 
+async def test_m6_a_store_that_stops_answering_mid_fetch_is_not_waited_on_again(
+    env: Env,
+) -> None:
+    """The store hangs after the token lease was taken: the metadata read times out, the
+    fetch goes ahead, and the fetched metadata is not offered to the hung store."""
+    with ValkeyServer() as own:
+        asked: list[str] = []
+
+        class Observed(RedisTokenStore):
+            """The real store; it notes each operation, and the server stops at the first
+            metadata read."""
+
+            def _note(self, op: Any) -> None:
+                asked.append(type(op).__name__)
+                if isinstance(op, GetDocument):
+                    own.pause()
+
+            def execute(self, op: Any) -> Any:
+                self._note(op)
+                return super().execute(op)
+
+            async def aexecute(self, op: Any) -> Any:
+                self._note(op)
+                return await super().aexecute(op)
+
+        store = Observed.from_url(own.url, encryption_key=generate_encryption_key(), timeout=0.3)
+        servers = Servers()
+        servers.metadata()
+        fleet = Fleet(env, servers, lambda **o: store)
+        auth = fleet.process(store)
+        try:
+            assert await fleet.token(auth) == "t1"
+        finally:
+            own.resume()
+            await fleet.aclose()
+    assert servers.gets() == [WELL_KNOWN]
+    assert "GetDocument" in asked
+    assert "PutDocument" not in asked
+
+
 async def test_m6_what_is_shared_is_what_was_fetched_and_checked_like_it(fleet: Fleet) -> None:
-    """The stored document reads back to the same metadata; a document planted under the
-    issuer's name by a holder of the key is checked as if fetched: another issuer, an http
-    token endpoint, a location that is not the issuer's, or a stale one is not used."""
+    """The stored document reads back to the same metadata; one planted under the
+    credential's name by a holder of the key is checked as if fetched: another issuer, an
+    http token endpoint, a location that is not the issuer's, or a stale one is not used."""
     store = fleet.store()
     auth = fleet.process(store)
     assert await fleet.token(auth) == "t1"
-    names = store.document_names(shared_metadata_identity(ISSUER, False))
+    names = auth._acquisition._document_names(store, auth._acquisition.discovery)
     text = store.execute(GetDocument(names))
     assert text is not None
     entry = json.loads(text)
@@ -190,9 +255,113 @@ async def test_m6_what_is_shared_is_what_was_fetched_and_checked_like_it(fleet: 
     ]
     for n, bad in enumerate(planted):
         store.execute(PutDocument(names, json.dumps(bad), ttl_ms=60_000))
-        assert await fleet.token(fleet.process(scope=f"s{n}")) == f"t{n + 2}"
+        assert await fleet.renewed(fleet.process()) == f"t{n + 2}"
     assert fleet.servers.gets() == [WELL_KNOWN] * 5
     assert fleet.servers.posts() == [ENDPOINT] * 5
+
+
+async def test_m6_the_store_key_alone_cannot_point_another_clients_credentials_elsewhere(
+    fleet: Fleet,
+) -> None:
+    """A process that holds the store key but another client's credential writes metadata
+    naming its own endpoint, under its own name and under the issuer's alone: this client
+    never reads it, fetches the metadata itself, and sends its secret only to the real
+    endpoint."""
+    evil = json.dumps(
+        {
+            "url": WELL_KNOWN,
+            "max_age": 3600.0,
+            "fresh_until": fleet.env.clock() + 3600,
+            "document": as_doc(endpoint="https://evil.example/token"),
+        }
+    )
+    store = fleet.store()
+    mallory = fleet.process(store, client_id="mallory")
+    for names in (
+        mallory._acquisition._document_names(store, mallory._acquisition.discovery),
+        store.document_names(shared_metadata_identity(ISSUER, False)),
+    ):
+        store.execute(PutDocument(names, evil, ttl_ms=60_000))
+    assert await fleet.token(fleet.process()) == "t1"
+    assert fleet.servers.gets() == [WELL_KNOWN]
+    assert fleet.servers.posts() == [ENDPOINT]
+
+
+async def test_m6_a_document_from_the_store_stays_with_the_token_auth_that_took_it(
+    fleet: Fleet,
+) -> None:
+    """A TokenAuth that took the metadata from the store keeps it to itself: another one in
+    the same process, over the same token client but without the store, reads the
+    metadata from the server and follows that."""
+    servers = fleet.servers
+    servers.endpoints[MOVED] = None
+    writer = fleet.process()
+    assert await fleet.token(writer) == "t1"
+    names = writer._acquisition._document_names(
+        writer._acquisition.store, writer._acquisition.discovery
+    )
+    entry = json.loads(writer._acquisition.store.execute(GetDocument(names)))
+    entry["document"] = as_doc(endpoint=MOVED)  # what a fleet member of this client shared
+    writer._acquisition.store.execute(PutDocument(names, json.dumps(entry), ttl_ms=60_000))
+    env = fleet.env
+    token_client = env.http.Client(transport=env.transport(servers.handler))
+    async_token_client = env.http.AsyncClient(transport=env.transport(servers.ahandler))
+    with_store = env.auth_cls(
+        grant(),
+        store=fleet.store(),
+        clock=env.clock,
+        token_client=token_client,
+        async_token_client=async_token_client,
+    )
+    without = env.auth_cls(
+        grant(client_id="another-client"),
+        clock=env.clock,
+        token_client=token_client,
+        async_token_client=async_token_client,
+    )
+    assert await fleet.renewed(with_store) == "t2"
+    assert await fleet.token(without) == "t3"
+    assert servers.posts() == [ENDPOINT, MOVED, ENDPOINT]
+    assert servers.gets() == [WELL_KNOWN, WELL_KNOWN]
+
+
+async def test_m6_metadata_that_does_not_round_trip_is_used_but_not_shared(
+    fleet: Fleet,
+) -> None:
+    """A document JSON accepts but cannot write back (NaN, a lone surrogate) works as
+    before: each process that needs it fetches it; no error reaches a caller."""
+    doc = json.dumps(as_doc())[:-1] + ', "x": NaN, "y": "\\ud800"}'
+    fleet.servers.serve(WELL_KNOWN, doc.encode())
+    assert await fleet.token(fleet.process()) == "t1"
+    assert await fleet.renewed(fleet.process()) == "t2"
+    assert fleet.servers.gets() == [WELL_KNOWN, WELL_KNOWN]
+    assert fleet.servers.posts() == [ENDPOINT, ENDPOINT]
+
+
+async def test_m6_issuers_that_differ_by_a_slash_or_by_http_mode_keep_separate_documents(
+    fleet: Fleet,
+) -> None:
+    """SPEC M1's exact match holds in the store too: a process configured with a trailing
+    '/' reads the document itself and is refused it (not handed the other's); one with
+    allow_insecure_http reads and shares a document of its own."""
+    servers = fleet.servers
+    assert await fleet.renewed(fleet.process()) == "t2"
+    with pytest.raises(IssuerMismatchError) as info:
+        await fleet.token(fleet.process(issuer=ISSUER + "/"))
+    assert (info.value.expected, info.value.found) == (ISSUER + "/", ISSUER)
+    assert await fleet.renewed(fleet.process(allow_insecure_http=True)) == "t3"
+    assert await fleet.renewed(fleet.process(allow_insecure_http=True)) == "t4"
+    assert servers.gets() == [WELL_KNOWN] * 3
+    assert servers.posts() == [ENDPOINT] * 4
+
+
+async def test_m6_a_rotated_key_list_reads_what_the_old_key_shared(fleet: Fleet) -> None:
+    """Key rotation (SPEC F8): a process on [new, old] uses metadata shared under old."""
+    old = fleet.key
+    assert await fleet.token(fleet.process(fleet.store(encryption_key=old))) == "t1"
+    rotated = fleet.process(fleet.store(encryption_key=[generate_encryption_key(), old]))
+    assert await fleet.renewed(rotated) == "t2"
+    assert fleet.servers.gets() == [WELL_KNOWN]
 
 
 def test_m6_shared_metadata_carries_its_freshness_within_bounds() -> None:
@@ -219,3 +388,52 @@ def test_m6_shared_metadata_carries_its_freshness_within_bounds() -> None:
     for bad in ["", "[]", "{", json.dumps({"url": WELL_KNOWN}), raw.replace("120.0", "true")]:
         assert from_shared(bad, issuer=ISSUER, allow_insecure_http=False, now=0.0) is None
     assert from_shared(raw, issuer=ISSUER + "/", allow_insecure_http=False, now=0.0) is None
+
+
+def test_m6_a_document_from_the_store_is_fresh_for_what_is_left_of_its_max_age(
+    tmp_path: Path,
+) -> None:
+    """Stepped, with a real FileTokenStore: a document written with max-age=120 and read
+    100 s later is used for the 20 s left, then looked for again; stale everywhere by then,
+    it is fetched and shared anew."""
+    key = generate_encryption_key()
+    wall = Clock()
+
+    def process(now: float) -> tuple[Any, Any]:
+        clock = Clock(now)
+        auth = TokenAuth(
+            grant(),
+            store=FileTokenStore(tmp_path, encryption_key=key),
+            clock=clock,
+            retry=RetryPolicy.off(),
+            token_client=httpx.Client(),
+        )
+        mono = Mono()
+        auth._acquisition.monotonic = mono
+        return auth._acquisition, (clock, mono)
+
+    def respond(effect: Effect[Any]) -> object:
+        if isinstance(effect, FetchDocument):
+            return doc_response(as_doc(), **{"cache-control": "max-age=120"})
+        if isinstance(effect, StoreCall):
+            return effect.store.execute(effect.op)
+        assert isinstance(effect, Send)
+        return token_response("t")
+
+    def seen(acq: Any) -> list[str]:
+        effects, result = step(acq._fetch(renewing=False, blocking=True), respond)
+        assert not isinstance(result, BaseException), result
+        return [
+            type(e.op).__name__ if isinstance(e, StoreCall) else type(e).__name__ for e in effects
+        ]
+
+    writer, _ = process(wall())
+    assert seen(writer) == ["GetDocument", "FetchDocument", "PutDocument", "Send"]
+    reader, (clock, mono) = process(wall() + 100)
+    assert seen(reader) == ["GetDocument", "Send"]
+    mono.now += 19
+    clock.advance(19)
+    assert seen(reader) == ["Send"]
+    mono.now += 2
+    clock.advance(2)
+    assert seen(reader) == ["GetDocument", "FetchDocument", "PutDocument", "Send"]

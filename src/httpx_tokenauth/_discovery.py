@@ -464,24 +464,29 @@ _MAX_SHARED_CHARS = 2 << 20
 
 
 def shared_metadata_identity(issuer: str, allow_insecure_http: bool) -> tuple[str, ...]:
-    """The store identity of an issuer's metadata: the issuer, and whether http was allowed."""
+    """The start of a shared document's store identity: the issuer, and whether http was
+    allowed (the program adds the credential's identity)."""
     return (SHARED_METADATA, issuer, "allow-insecure-http" if allow_insecure_http else "https")
 
 
 def shared_metadata(metadata: ServerMetadata, fresh_until: float) -> str | None:
     """The text a fleet store keeps for ``metadata``, fresh until ``fresh_until`` (wall
     clock); None when it cannot be shared (too long)."""
-    text = json.dumps(
-        {
-            "url": metadata.url,
-            "max_age": metadata.max_age,
-            "fresh_until": fresh_until,
-            "document": dict(metadata.document),
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-        allow_nan=False,
-    )
+    try:
+        text = json.dumps(
+            {
+                "url": metadata.url,
+                "max_age": metadata.max_age,
+                "fresh_until": fresh_until,
+                "document": dict(metadata.document),
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+        text.encode("utf-8")
+    except (ValueError, RecursionError):  # NaN, a huge number, a lone surrogate: JSON took
+        return None  # them, but they do not round-trip; such a document is not shared
     return text if len(text) <= _MAX_SHARED_CHARS else None
 
 
@@ -866,6 +871,8 @@ class DiscoveryState:
         self.grant = grant
         self.discovered = discovered
         self.cache = cache
+        #: Documents taken from a fleet store: this TokenAuth's alone (SPEC M6).
+        self.adopted = MetadataCache()
         self.issuer = discovered.issuer
         self.resource: str | None = None
         self.probe_url: str | None = None

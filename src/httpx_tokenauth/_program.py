@@ -930,10 +930,13 @@ class Acquisition:
     ) -> Program[ServerMetadata]:
         """The issuer's metadata: fresh from the cache, or fetched (keeping the last good one).
 
-        With a fleet store that shares documents, a process's cache miss looks
-        there first, and what it fetches it shares (SPEC M6). ``gone`` is a
-        token endpoint that stopped answering: a shared document naming it is
-        not taken.
+        With a fleet store that shares documents, a miss looks there next, and
+        what this process fetches it shares (SPEC M6). A document from the
+        store is kept apart (``state.adopted``, this TokenAuth's alone): the
+        process's cache holds only documents fetched here, so a TokenAuth for
+        another credential never follows what a store entry says. ``gone`` is
+        a token endpoint that stopped answering: a document naming it is not
+        taken from the store.
 
         A refresh that fails for any reason (unreachable, an error status, a
         document that fails its checks) leaves the last good document in use,
@@ -944,28 +947,34 @@ class Acquisition:
         cached, fresh = state.cache.get(key, self.monotonic())
         if cached is not None and fresh:
             return cached
-        store = self._document_store()
-        if store is not None:
-            shared = yield from self._shared_metadata(store, state, gone)
+        last, last_cache = cached, state.cache
+        if self._document_store() is not None:
+            adopted, adopted_fresh = state.adopted.get(key, self.monotonic())
+            if adopted is not None and adopted.token_endpoint != gone:
+                if adopted_fresh:
+                    return adopted
+                if last is None:
+                    last, last_cache = adopted, state.adopted
+            shared = yield from self._shared_metadata(state, gone)
             if shared is not None:
                 return shared
         try:
             metadata = yield from self._fetch_server_metadata(state.issuer, deadline_at, state)
         except TokenError as exc:
-            if cached is None or isinstance(exc, _DEADLINE):
+            if last is None or isinstance(exc, _DEADLINE):
                 raise
-            state.cache.keep(key, self.monotonic())
+            last_cache.keep(key, self.monotonic())
             logger.warning(
                 "refreshing the metadata of %s failed (%s); the last good document stays in use",
                 state.issuer,
                 type(exc).__name__,
                 extra={
                     "event": "metadata_refresh_failed",
-                    "token_endpoint": cached.token_endpoint,
+                    "token_endpoint": last.token_endpoint,
                     "outcome": type(exc).__name__,
                 },
             )
-            return cached
+            return last
         state.cache.put(key, metadata, self.monotonic())
         logger.info(
             "metadata of %s: token endpoint %s",
@@ -978,26 +987,39 @@ class Acquisition:
                 "max_age": metadata.max_age,
             },
         )
-        if store is not None:
-            yield from self._share_metadata(store, state, metadata)
+        yield from self._share_metadata(state, metadata)
         return metadata
 
     def _document_store(self) -> TokenStore | None:
         """The fleet store, if it shares metadata and is not failing right now."""
         store = self.store
-        if store is None or store.outage or not store.shares_documents:
+        if store is None or store.outage or not store.shares_documents or not self.identity:
             return None
         return store
 
+    def _document_names(self, store: TokenStore, state: DiscoveryState) -> EntryNames:
+        """Where this credential's copy of the issuer's metadata lives in the store.
+
+        Named by the credential's whole identity as well as the issuer: only
+        processes that hold this credential (its secret or key) can name the
+        entry, so one that holds only the store key cannot point another
+        client's credentials at an endpoint of its choosing.
+        """
+        from ._discovery import shared_metadata_identity  # noqa: PLC0415
+
+        return store.document_names((*shared_metadata_identity(*state.key), *self.identity))
+
     def _shared_metadata(
-        self, store: TokenStore, state: DiscoveryState, gone: str | None
+        self, state: DiscoveryState, gone: str | None
     ) -> Program[ServerMetadata | None]:
         """The issuer's metadata as another process shared it, checked as if fetched."""
-        from ._discovery import from_shared, shared_metadata_identity  # noqa: PLC0415
+        from ._discovery import from_shared  # noqa: PLC0415
         from ._store import GetDocument  # noqa: PLC0415
 
-        names = store.document_names(shared_metadata_identity(*state.key))
-        text = yield from self._shared(store, GetDocument(names))
+        store = self._document_store()
+        if store is None:
+            return None
+        text = yield from self._shared(store, GetDocument(self._document_names(store, state)))
         if not isinstance(text, str):
             return None
         found = from_shared(
@@ -1009,7 +1031,7 @@ class Acquisition:
         if found is None or found[0].token_endpoint == gone:
             return None
         metadata, remaining = found
-        state.cache.put(state.key, metadata, self.monotonic(), fresh_for=remaining)
+        state.adopted.put(state.key, metadata, self.monotonic(), fresh_for=remaining)
         logger.info(
             "metadata of %s from the shared store: token endpoint %s",
             state.issuer,
@@ -1023,18 +1045,20 @@ class Acquisition:
         )
         return metadata
 
-    def _share_metadata(
-        self, store: TokenStore, state: DiscoveryState, metadata: ServerMetadata
-    ) -> Program[None]:
-        """Put fetched metadata in the fleet store for as long as it is fresh."""
-        from ._discovery import shared_metadata, shared_metadata_identity  # noqa: PLC0415
+    def _share_metadata(self, state: DiscoveryState, metadata: ServerMetadata) -> Program[None]:
+        """Put fetched metadata in the fleet store for as long as it is fresh (not while the
+        store is failing: a hung store is not waited on twice)."""
+        from ._discovery import shared_metadata  # noqa: PLC0415
         from ._store import PutDocument  # noqa: PLC0415
 
+        store = self._document_store()
+        if store is None:
+            return
         text = shared_metadata(metadata, self.now() + metadata.max_age)
         if text is None:
             return
-        names = store.document_names(shared_metadata_identity(*state.key))
         ttl_ms = max(1, int(metadata.max_age * 1000))
+        names = self._document_names(store, state)
         yield from self._shared(store, PutDocument(names, text, ttl_ms))
 
     def _fetch_server_metadata(
@@ -1099,6 +1123,7 @@ class Acquisition:
         if not endpoint_gone(exc):
             return False
         state.cache.expire(state.key)
+        state.adopted.expire(state.key)
         metadata = yield from self._server_metadata(state, deadline_at, gone=grant.token_url)
         moved = metadata.token_endpoint != grant.token_url
         if moved:

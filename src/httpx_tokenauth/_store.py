@@ -327,6 +327,12 @@ def _check_document(document: object) -> None:
         raise ConfigurationError(
             f"a shared document is at most {MAX_DOCUMENT_CHARS} characters, got {len(document)}"
         )
+    try:
+        document.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            "a shared document must be valid Unicode text (it holds a lone surrogate)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,15 +20,12 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Collection, Generator
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from ._cache import TokenCache
-from ._challenge import decide_after_401, dpop_nonce_demanded
-from ._discovery import DiscoveryState, ServerMetadata, cache_for, resource_metadata_of
-from ._dpop import DPoP, Prover, nonce_demand_error, normalize_htu
 from ._errors import ConfigurationError, InsecureTransportError, TokenError, TokenTransportError
 from ._interpret import run_async, run_sync
 from ._program import Acquisition, Program, reset_after_fork
@@ -36,10 +33,16 @@ from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy
 from ._stats import FORCED, REJECTED, Recorder, TokenStats
-from ._store import TokenStore
 from ._token import RawResponse, Token
 from ._transport import HTTPX, DeadlineExceededError, HTTPLib, replayable, send_async, send_sync
 from ._url import check_flag, is_loopback_host, redacted_url
+
+if TYPE_CHECKING:
+    # Loaded by the features that need them: the 401 rules on a rejection, discovery for
+    # grants made by from_issuer, DPoP with dpop=, the shared store with store=.
+    from ._discovery import ServerMetadata
+    from ._dpop import DPoP, Prover
+    from ._store import TokenStore
 
 __all__ = ["TokenAuth", "TokenAuthBase"]
 
@@ -158,6 +161,8 @@ class TokenAuthBase:
         )
         discovered = provider._discovered if isinstance(provider, Grant) else None
         if discovered is not None and isinstance(provider, Grant):
+            from ._discovery import DiscoveryState, cache_for  # noqa: PLC0415
+
             # A grant made by from_issuer: its metadata is cached per issuer, for every
             # TokenAuth sending over the same token client (or over clients of their own).
             cache = cache_for(token_client if token_client is not None else async_token_client)
@@ -333,6 +338,9 @@ class TokenAuthBase:
         token; a 401 that calls for a new token renews and replays once (SPEC U6); a
         second nonce demand is a DPoPNonceError.
         """
+        from ._challenge import dpop_nonce_demanded  # noqa: PLC0415
+        from ._dpop import nonce_demand_error, normalize_htu  # noqa: PLC0415
+
         token = self._fresh_for(request)
         if token is None:
             token = yield _Run(self._acquire(blocking))
@@ -393,10 +401,14 @@ class TokenAuthBase:
                 extra={"event": "replay_refused", "reason": "token not sent to that origin"},
             )
             return False
+        from ._challenge import decide_after_401  # noqa: PLC0415  (only on a rejection)
+
         challenges = response.headers.get_list("www-authenticate")
         decision = decide_after_401(challenges, dpop=self._dpop is not None)
         discovery = self._acquisition.discovery
         if decision.renew and discovery is not None:
+            from ._discovery import resource_metadata_of  # noqa: PLC0415
+
             metadata_url = resource_metadata_of(challenges)
             if metadata_url is not None:  # RFC 9728 §5.1: read it before the next token
                 discovery.note_challenge(metadata_url, str(request.url))
@@ -582,6 +594,8 @@ def _prover(dpop: object, provider: Provider) -> Prover | None:
     """SPEC D1: the DPoP prover of this TokenAuth (its key generated now, if none was given)."""
     if dpop is None:
         return None
+    from ._dpop import DPoP  # noqa: PLC0415  (only when dpop= is given)
+
     if not isinstance(dpop, DPoP):
         raise ConfigurationError(f"dpop must be DPoP(...) or None, got {type(dpop).__name__}")
     if not isinstance(provider, Grant):
@@ -616,6 +630,8 @@ def _telemetry(
 
 def _identity(provider: Provider, store: object, dpop: Prover | None = None) -> tuple[str, ...]:
     """What shapes the provider's tokens, for the shared store's entry name (SPEC F1)."""
+    from ._store import TokenStore  # noqa: PLC0415  (only when store= is given)
+
     if not isinstance(store, TokenStore):
         raise ConfigurationError(
             f"store must be a RedisTokenStore(...) or FileTokenStore(...), got "

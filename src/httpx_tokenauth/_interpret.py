@@ -27,8 +27,8 @@ from ._program import (
     Wait,
 )
 from ._request import TokenRequest
-from ._store import on_asyncio
 from ._token import RawResponse, Token
+from ._transport import on_asyncio
 
 if TYPE_CHECKING:
     import asyncio

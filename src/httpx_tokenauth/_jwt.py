@@ -25,7 +25,6 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._assertions import AssertionNeed, needs_of
 from ._client_auth import (
     Authenticator,
     ClientAuth,
@@ -37,7 +36,6 @@ from ._client_auth import (
     digest,
     identity_of,
 )
-from ._discovery import Discovered, DiscoveryError, check_allowed_issuers, check_issuer
 from ._errors import AssertionSigningError, ConfigurationError, InvalidGrantError
 from ._keys import (
     HMAC_ALGORITHMS,
@@ -50,6 +48,7 @@ from ._keys import (
 from ._providers import (
     RESERVED_PARAMS,
     Grant,
+    assertion_needs,
     auth_identity,
     discovered_client_auth,
     discovered_identity,
@@ -61,6 +60,7 @@ from ._token import RawResponse, Token
 from ._url import check_flag, redacted_url
 
 if TYPE_CHECKING:
+    from ._assertions import AssertionNeed
     from ._discovery import ServerMetadata
     from ._keys import CertificateInput, KeyInput, SigningKey
 
@@ -317,6 +317,8 @@ class _JWTClientAuth(ClientAuth):
             fits = self._fitting(client_secret)
             chosen = next((a for a in fits if _listed(a, listed)), None)
             if chosen is None:
+                from ._discovery import DiscoveryError  # noqa: PLC0415
+
                 what = "secret" if self.method == "client_secret_jwt" else "key"
                 raise DiscoveryError(
                     f"the token endpoint takes {self.method} assertions signed with "
@@ -604,6 +606,8 @@ class JWTBearerGrant(Grant):
         authentication as in ``ClientCredentials.from_issuer``.
         ``allowed_issuers`` and ``resource_discovery`` are as there.
         """
+        from ._discovery import Discovered, check_allowed_issuers, check_issuer  # noqa: PLC0415
+
         allow = check_flag("allow_insecure_http", allow_insecure_http)
         as_issuer = check_issuer(as_issuer, allow_insecure_http=allow, name="as_issuer")
         allowed = check_allowed_issuers(as_issuer, allowed_issuers, allow_insecure_http=allow)
@@ -713,7 +717,7 @@ class JWTBearerGrant(Grant):
 
     def assertion_sources(self) -> tuple[AssertionNeed, ...]:
         """A ClientAssertion's source, when the client authenticates with one (SPEC A1)."""
-        return needs_of(self._authenticator)
+        return assertion_needs(self._authenticator)
 
     def token_request_with(self, now: float, assertions: Mapping[str, str]) -> TokenRequest:
         """As token_request, the client assertion being the one read for this request."""

@@ -32,22 +32,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
 
-from ._assertions import (
-    Assertion,
-    AssertionNeed,
-    AssertionSource,
-    check_assertion,
-    expired_error,
-    read_failed,
-)
 from ._cache import Need, TokenCache
-from ._dpop import (
-    USE_DPOP_NONCE,
-    DPoPNotBoundError,
-    Prover,
-    nonce_demand_error,
-    normalize_htu,
-)
 from ._errors import (
     ConfigurationError,
     ProviderError,
@@ -69,22 +54,15 @@ from ._stats import (
     Recorder,
     outcome_of,
 )
-from ._store import (
-    DeleteIf,
-    EntryNames,
-    Get,
-    Lock,
-    Put,
-    StoreOp,
-    StoreUnavailable,
-    TokenStore,
-    Unlock,
-    new_fence,
-)
 from ._token import RateLimit, RawResponse, Token, parse_rate_limit
 
 if TYPE_CHECKING:
+    # Assertions, DPoP, the shared store and discovery load with the features that use
+    # them (a ClientAssertion, DPoP(...), a TokenStore, from_issuer), not with this module.
+    from ._assertions import Assertion, AssertionNeed, AssertionSource
     from ._discovery import DiscoveryState, ResourceMetadata, ServerMetadata
+    from ._dpop import Prover
+    from ._store import EntryNames, StoreOp, TokenStore
 
 __all__ = [
     "WAIT_MARGIN",
@@ -519,6 +497,8 @@ class Acquisition:
         store, names = self.store, self.names
         if store is None or names is None:
             return (yield from self._fetch(renewing=renewing, blocking=blocking, reason=reason))
+        from ._store import Get, Lock, new_fence  # noqa: PLC0415  (only with a shared store)
+
         with self.guard:
             rejected, self.rejected = self.rejected, None
         current = self.cache.token if renewing else None
@@ -574,6 +554,8 @@ class Acquisition:
         reason: str = COLD,
     ) -> Program[Token]:
         """Holding the lease: look once more, fetch, share the token, release the lease."""
+        from ._store import Get, Put, Unlock  # noqa: PLC0415
+
         current = self.cache.token if renewing else None
         shared = yield from self._shared(store, Get(names))
         if isinstance(shared, Token) and self._usable(shared, rejected, current):
@@ -609,6 +591,8 @@ class Acquisition:
         current: Token | None,
     ) -> Program[Token | None]:
         """The shared token if we may use it; a rejected one is compare-and-deleted (SPEC F3)."""
+        from ._store import DeleteIf  # noqa: PLC0415
+
         if shared is DOWN:
             return None
         if not isinstance(shared, Token):
@@ -666,6 +650,8 @@ class Acquisition:
         self, store: TokenStore, op: StoreOp, *, shielded: bool = False
     ) -> Program[Token | bool | str | _Down | None]:
         """One store operation; a failure is DOWN, warned about once per outage (SPEC F5)."""
+        from ._store import StoreUnavailable  # noqa: PLC0415
+
         try:
             result = op.result((yield from perform(StoreCall(store, op, shielded))))
         except StoreUnavailable as exc:
@@ -806,6 +792,8 @@ class Acquisition:
         second = yield from self._read_one(need)
         now = self.now()
         if second.expired(now):
+            from ._assertions import expired_error  # noqa: PLC0415
+
             raise expired_error(second, now)
         if not second.fresh(now):
             logger.warning(
@@ -823,6 +811,8 @@ class Acquisition:
         return second
 
     def _read_one(self, need: AssertionNeed) -> Program[Assertion]:
+        from ._assertions import check_assertion, read_failed  # noqa: PLC0415
+
         try:
             value = yield from perform(ReadAssertion(need.source, need.audience))
         except TokenError:
@@ -895,6 +885,8 @@ class Acquisition:
 
     def _bound(self, provider: Grant, raw: RawResponse, dpop: Prover) -> Token:
         """SPEC D2: learn the AS nonce (from every answer); refuse an unbound token."""
+        from ._dpop import DPoPNotBoundError  # noqa: PLC0415
+
         dpop.learn(provider.token_url, raw.headers.get("dpop-nonce"))
         token = provider.parse_response(raw, received_at=self.now(), dpop=True)
         if token.token_type != "DPoP" and not dpop.allow_bearer:
@@ -908,6 +900,8 @@ class Acquisition:
         return token
 
     def _nonce_error(self, provider: Grant, exc: TokenError, retried: bool) -> TokenError:
+        from ._dpop import nonce_demand_error, normalize_htu  # noqa: PLC0415
+
         status = getattr(exc, "status_code", None) or 400
         return nonce_demand_error(normalize_htu(provider.token_url)[0], status, had_nonce=retried)
 
@@ -1486,6 +1480,8 @@ def _values(read: dict[str, Assertion]) -> dict[str, str]:
 
 def _demands_nonce(exc: TokenError) -> bool:
     """The token endpoint answered ``error=use_dpop_nonce`` (RFC 9449 §8)."""
+    from ._dpop import USE_DPOP_NONCE  # noqa: PLC0415  (only with DPoP)
+
     return isinstance(exc, TokenEndpointError) and exc.error == USE_DPOP_NONCE
 
 

@@ -16,10 +16,10 @@ Two kinds of provider plug into TokenAuth:
 from __future__ import annotations
 
 import abc
+import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
-from ._assertions import AssertionAuthenticator, AssertionNeed, needs_of
 from ._client_auth import (
     Authenticator,
     ClientAuth,
@@ -29,7 +29,6 @@ from ._client_auth import (
     digest,
     identity_of,
 )
-from ._discovery import Discovered, check_allowed_issuers, check_issuer
 from ._errors import ConfigurationError
 from ._request import (
     BASE_HEADERS,
@@ -43,8 +42,9 @@ from ._token import RawResponse, Token, parse_token_response
 from ._url import check_flag, check_token_url, redacted_url
 
 if TYPE_CHECKING:
+    from ._assertions import AssertionAuthenticator, AssertionNeed
     from ._auth import TokenAuthBase
-    from ._discovery import ServerMetadata
+    from ._discovery import Discovered, ServerMetadata
 
 G = TypeVar("G", bound="Grant")
 
@@ -243,7 +243,7 @@ class Grant(abc.ABC):
         now: float,
         assertions: Mapping[str, str] | None = None,
     ) -> TokenRequest:
-        if assertions is not None and isinstance(authenticator, AssertionAuthenticator):
+        if assertions is not None and _reads_assertions(authenticator):
             headers, auth_form = authenticator.authenticate_with(now, assertions)
         else:
             headers, auth_form = authenticator.authenticate(now) if authenticator else ((), ())
@@ -344,6 +344,8 @@ class ClientCredentials(Grant):
         for the API's protected resource metadata at its well-known location
         (RFC 9728 §3.1), to learn its ``resource`` identifier (RFC 8707).
         """
+        from ._discovery import Discovered, check_allowed_issuers, check_issuer  # noqa: PLC0415
+
         allow = check_flag("allow_insecure_http", allow_insecure_http)
         issuer = check_issuer(issuer, allow_insecure_http=allow)
         allowed = check_allowed_issuers(issuer, allowed_issuers, allow_insecure_http=allow)
@@ -414,7 +416,7 @@ class ClientCredentials(Grant):
 
     def assertion_sources(self) -> tuple[AssertionNeed, ...]:
         """A ClientAssertion's source (SPEC A1); none for the other methods."""
-        return needs_of(self._authenticator)
+        return assertion_needs(self._authenticator)
 
     def token_request_with(self, now: float, assertions: Mapping[str, str]) -> TokenRequest:
         return self._build(self._form, self._authenticator, now, assertions)
@@ -436,6 +438,24 @@ class ClientCredentials(Grant):
         if self._resource:
             parts.append(f"resource={list(self._resource)!r}")
         return f"ClientCredentials({', '.join(parts)})"
+
+
+def _reads_assertions(authenticator: object) -> TypeGuard[AssertionAuthenticator]:
+    """Whether ``authenticator`` is a bound ClientAssertion, which reads an assertion per request.
+
+    Only ``_assertions`` makes those: while nothing has loaded it, none exists,
+    and a plain client secret does not load it to find that out.
+    """
+    if "httpx_tokenauth._assertions" not in sys.modules:
+        return False
+    from ._assertions import AssertionAuthenticator  # noqa: PLC0415
+
+    return isinstance(authenticator, AssertionAuthenticator)
+
+
+def assertion_needs(authenticator: object) -> tuple[AssertionNeed, ...]:
+    """The assertions ``authenticator`` needs read for each request (none for most)."""
+    return authenticator.assertion_needs if _reads_assertions(authenticator) else ()
 
 
 # -- what grants made by from_issuer share -------------------------------------------------

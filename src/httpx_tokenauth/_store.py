@@ -57,7 +57,6 @@ import logging
 import math
 import re
 import secrets
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -680,18 +679,6 @@ def check_timeout(timeout: object) -> float:
             f"well under the API's own), got {timeout!r}"
         )
     return float(timeout)
-
-
-def on_asyncio() -> bool:
-    """Whether this task runs on asyncio (else trio), without importing asyncio for it."""
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return False
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 # -- the store -----------------------------------------------------------------------------

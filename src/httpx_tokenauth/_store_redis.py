@@ -34,9 +34,9 @@ from ._store import (
     Unlock,
     check_timeout,
     logger,
-    on_asyncio,
     verb,
 )
+from ._transport import on_asyncio
 
 if TYPE_CHECKING:
     import asyncio

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 import threading
 import time
 import zlib
@@ -40,6 +41,7 @@ __all__ = [
     "TIMEOUT_SECONDS",
     "DeadlineExceededError",
     "HTTPLib",
+    "on_asyncio",
     "replayable",
     "root_cause",
     "send_async",
@@ -665,6 +667,18 @@ def root_cause(exc: BaseException) -> str:
             detail = text
         current = current.__cause__ or current.__context__
     return detail
+
+
+def on_asyncio() -> bool:
+    """Whether this task runs on asyncio (else trio), without importing asyncio for it."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def replayable(lib: HTTPLib, request: Any) -> bool:

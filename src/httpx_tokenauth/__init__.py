@@ -42,7 +42,6 @@ from ._errors import (
 )
 from ._providers import AsyncTokenProvider, ClientCredentials, TokenProvider
 from ._retry import RetryPolicy
-from ._stats import TokenStats
 from ._token import RateLimit, Token
 
 if TYPE_CHECKING:
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
     from ._dpop import DPoP, DPoPNonceError, DPoPNotBoundError
     from ._exchange import TokenExchangeGrant
     from ._jwt import ClientSecretJWT, JWTBearerGrant, PrivateKeyJWT
+    from ._snapshot import TokenStats
     from ._store import TokenStore, generate_encryption_key
     from ._store_file import FileTokenStore
     from ._store_redis import RedisTokenStore
@@ -139,6 +139,7 @@ _LAZY = {
     "RedisTokenStore": "_store_redis",
     "ResourceMismatchError": "_discovery",
     "TokenExchangeGrant": "_exchange",
+    "TokenStats": "_snapshot",
     "TokenStore": "_store",
     "UntrustedAuthorizationServerError": "_discovery",
     "bearer_challenge": "_challenge",

@@ -32,7 +32,7 @@ from ._program import Acquisition, Program, reset_after_fork
 from ._providers import AsyncTokenProvider, Grant, TokenProvider
 from ._request import TokenRequest
 from ._retry import RetryPolicy
-from ._stats import FORCED, REJECTED, Recorder, TokenStats
+from ._stats import FORCED, REJECTED, Recorder
 from ._token import RawResponse, Token
 from ._transport import HTTPX, DeadlineExceededError, HTTPLib, replayable, send_async, send_sync
 from ._url import check_flag, is_loopback_host, redacted_url
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     # grants made by from_issuer, DPoP with dpop=, the shared store with store=.
     from ._discovery import ServerMetadata
     from ._dpop import DPoP, Prover
+    from ._snapshot import TokenStats
     from ._store import TokenStore
 
 __all__ = ["TokenAuth", "TokenAuthBase"]

@@ -42,7 +42,7 @@ class Need(enum.Enum):
     FAILED = "failed"  # no usable token and a fetch just failed: raise its error (cool-down)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Entry:
     token: Token
     refresh_at: float  # start of the early-renewal window (inf: no expiry known)
@@ -52,7 +52,7 @@ class _Entry:
     held: bool = False  # an early renewal brought this same access token back (hold)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Failure:
     error: TokenError
     until: float  # clock time the cool-down ends

@@ -113,12 +113,17 @@ SAME_TOKEN_WINDOW = 5.0
 
 
 class Effect(Generic[T]):
-    """Something the program needs done; ``T`` is what the interpreter sends back."""
+    """Something the program needs done; ``T`` is what the interpreter sends back.
+
+    Effects are frozen dataclasses made with ``eq=False``: each is a request
+    handed over once, never compared or hashed, and the equality methods
+    would only add to the import time.
+    """
 
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Send(Effect[RawResponse]):
     """POST ``request`` to the token endpoint; give up at ``deadline_at`` (monotonic).
 
@@ -130,14 +135,14 @@ class Send(Effect[RawResponse]):
     deadline_at: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Sleep(Effect[None]):
     """Pause this caller for ``seconds``."""
 
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Wait(Effect[bool]):
     """Wait until ``flight`` lands or the monotonic time ``until``. Back: whether it landed."""
 
@@ -145,7 +150,7 @@ class Wait(Effect[bool]):
     until: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CallProvider(Effect[object]):
     """Call the user's provider: ``fetch()`` (awaited when ``is_async``). Back: what it returned.
 
@@ -156,7 +161,7 @@ class CallProvider(Effect[object]):
     is_async: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Detach(Effect[Token]):
     """Run ``program`` so that this caller's cancellation cannot abort it (others wait on it).
 
@@ -166,7 +171,7 @@ class Detach(Effect[Token]):
     program: Program[Token]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class StoreCall(Effect[object]):
     """Carry out ``op`` on the shared ``store``. Back: its raw result (``op.result`` types it).
 
@@ -178,7 +183,7 @@ class StoreCall(Effect[object]):
     shielded: bool = False  # run even while the caller is being cancelled (a lease release)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ReadAssertion(Effect[object]):
     """Read the externally issued assertion ``source`` holds now, for ``audience`` (SPEC A1).
 
@@ -192,7 +197,7 @@ class ReadAssertion(Effect[object]):
     audience: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class FetchDocument(Effect[RawResponse]):
     """GET a metadata document at ``url`` over the token client; give up at ``deadline_at``.
 

@@ -142,7 +142,7 @@ def _certificate_failure(error: BaseException) -> bool:
     return False
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class RetryState:
     """Attempts made so far for one acquisition."""
 

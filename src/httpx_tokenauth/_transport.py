@@ -52,7 +52,7 @@ __all__ = [
 TIMEOUT_SECONDS = 10.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class HTTPLib:
     """The classes the drivers need from one HTTP library (httpx or httpx2)."""
 

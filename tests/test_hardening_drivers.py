@@ -462,3 +462,54 @@ async def test_a_clock_that_breaks_with_a_token_cached_is_a_configuration_error(
     readings.extend(["noon"] * 10)
     with pytest.raises(ConfigurationError, match="clock"):
         await env.request()
+
+
+@pytest.mark.parametrize("flavor", ["sync"])
+async def test_blocking_token_requests_reuse_a_worker_thread(env: Env) -> None:
+    """A blocking token request runs in a worker thread (so the deadline can bound it), and
+    the next one reuses that worker instead of starting a thread of its own."""
+    threads: list[threading.Thread] = []
+
+    def reply(request: httpx.Request, n: int) -> httpx.Response:
+        threads.append(threading.current_thread())
+        return httpx.Response(200, json=token_json(f"t{n}"))
+
+    env.auth_server.reply = reply
+    first, second = env.make(), env.make()
+    assert first.get_token().access_token == "t1"
+    assert second.get_token().access_token == "t2"
+    assert len(threads) == 2
+    assert threads[0] is threads[1]
+    assert threading.current_thread() not in threads
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+@pytest.mark.parametrize("flavor", ["sync"])
+async def test_a_child_forked_after_a_fetch_fetches_on_a_worker_of_its_own(env: Env) -> None:
+    """The parent's idle worker thread does not exist in a forked child: the child's blocking
+    token request starts a worker of its own and gets its token (not a deadline error)."""
+    auth = env.make()
+    assert auth.get_token().access_token == "t1"  # the parent's worker is now idle
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.close(read_end)
+            token = auth.get_token(force=True)
+            os.write(write_end, token.access_token.encode())
+        except BaseException as exc:
+            os.write(write_end, type(exc).__name__.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], WAIT)
+        answer = os.read(read_end, 100) if ready else b""
+    finally:
+        os.close(read_end)
+        if not answer:
+            os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert answer == b"t2"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Collection, Generator
@@ -706,12 +707,72 @@ def _within(seconds: float, call: Callable[[], RawResponse], late: Exception) ->
         finally:
             done.set()
 
-    threading.Thread(target=attempt, name="httpx-tokenauth token request", daemon=True).start()
+    _WORKERS.run(attempt)
     if not done.wait(max(0.0, seconds) + _GRACE):
         raise late
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+class _Workers:
+    """Daemon threads for blocking token requests, kept for reuse.
+
+    Starting a thread for every request cost more than the request's own work
+    in Python (BENCHMARKS.md row 11a), so a finished worker waits for the next
+    job, and one idle for IDLE_SECONDS ends. A request abandoned at its
+    deadline keeps its worker until its own timeouts end it; the next job
+    then gets another worker. Daemon threads: a stuck request never holds up
+    the interpreter's exit.
+    """
+
+    IDLE_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []  # the job queues of workers waiting for a job
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            jobs = self._idle.pop() if self._idle else None
+        if jobs is None:
+            import queue  # noqa: PLC0415 - the first blocking token request needs it
+
+            jobs = queue.SimpleQueue()
+            threading.Thread(
+                target=self._serve,
+                args=(jobs,),
+                name="httpx-tokenauth token request",
+                daemon=True,
+            ).start()
+        jobs.put(job)
+
+    def _serve(self, jobs: Any) -> None:
+        import queue  # noqa: PLC0415
+
+        while True:
+            try:
+                job = jobs.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if jobs in self._idle:
+                        self._idle.remove(jobs)
+                        return
+                continue  # handed a job just now: it is on its way
+            job()
+            del job
+            with self._lock:
+                self._idle.append(jobs)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child the parent's workers do not exist: start afresh."""
+        self._lock = threading.Lock()
+        self._idle = []
+
+
+_WORKERS = _Workers()
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_WORKERS.reset_after_fork)
 
 
 #: How long past the deadline a blocking token request may finish on its own (the

@@ -1,4 +1,4 @@
-"""7. DPoP: what a DPoP request costs over a Bearer request, and what one proof costs.
+"""12. DPoP: what a DPoP request costs over a Bearer request, and what one proof costs.
 
 * Request overhead: the same full ``client.get()`` through the same
   ``httpx.MockTransport`` handler, with ``TokenAuth(provider)`` (a Bearer
@@ -232,7 +232,7 @@ def run(*, quick: bool) -> Section:
                 ]
             )
     return Section(
-        title="7. DPoP",
+        title="12. DPoP",
         rows=rows,
         details_header=[
             "part",

@@ -49,6 +49,39 @@ FAST_RETRY = RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.004)
 WAIT = 10.0  # seconds a gate waits before the test fails (a deadlock guard, not a timing)
 
 
+def answer_from_fork(child: Callable[[], bytes]) -> bytes:
+    """Fork: the child runs ``child`` and sends back what it returns (or the name of what it
+    raised); the parent gets that, or b"" if nothing came within WAIT (the child is then
+    killed). The child never returns into the test."""
+    import select
+    import warnings
+
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.close(read_end)
+            try:
+                os.write(write_end, child())
+            except BaseException as exc:
+                os.write(write_end, type(exc).__name__.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = b""
+    try:
+        ready, _, _ = select.select([read_end], [], [], WAIT)
+        answer = os.read(read_end, 4096) if ready else b""
+    finally:
+        os.close(read_end)
+        if not answer:
+            os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    return answer
+
+
 class Clock:
     """An injectable clock the test moves by hand."""
 

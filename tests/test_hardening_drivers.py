@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +26,7 @@ from httpx_tokenauth import (
     UnexpectedTokenResponseError,
 )
 
-from conftest import CLIENT_SECRET, WAIT, Env, token_json
+from conftest import CLIENT_SECRET, WAIT, Env, answer_from_fork, token_json
 
 pytestmark = pytest.mark.anyio
 
@@ -213,26 +211,13 @@ async def test_a_child_forked_during_a_fetch_fetches_for_itself(env: Env) -> Non
     owner = threading.Thread(target=auth.get_token, daemon=True)
     owner.start()
     await gate.entered()  # the owner's fetch is held at the token endpoint
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-        pid = os.fork()
-    if pid == 0:  # the child
-        try:
-            os.close(read_end)
-            token = auth.get_token()
-            os.write(write_end, token.access_token.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
+
+    def in_child() -> bytes:
+        return auth.get_token().access_token.encode()
+
     try:
-        ready, _, _ = select.select([read_end], [], [], WAIT)
-        answer = os.read(read_end, 100) if ready else b""
+        answer = answer_from_fork(in_child)
     finally:
-        os.close(read_end)
-        if not answer:
-            os.kill(pid, 9)
-        os.waitpid(pid, 0)
         gate.open()
         owner.join(WAIT)
     assert answer == b"t2"  # the child's own request (the parent's was t1)
@@ -490,26 +475,8 @@ async def test_a_child_forked_after_a_fetch_fetches_on_a_worker_of_its_own(env: 
     token request starts a worker of its own and gets its token (not a deadline error)."""
     auth = env.make()
     assert auth.get_token().access_token == "t1"  # the parent's worker is now idle
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-        pid = os.fork()
-    if pid == 0:  # the child
-        try:
-            os.close(read_end)
-            token = auth.get_token(force=True)
-            os.write(write_end, token.access_token.encode())
-        except BaseException as exc:
-            os.write(write_end, type(exc).__name__.encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        ready, _, _ = select.select([read_end], [], [], WAIT)
-        answer = os.read(read_end, 100) if ready else b""
-    finally:
-        os.close(read_end)
-        if not answer:
-            os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    assert answer == b"t2"
+
+    def in_child() -> bytes:
+        return auth.get_token(force=True).access_token.encode()
+
+    assert answer_from_fork(in_child) == b"t2"

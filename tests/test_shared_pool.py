@@ -8,7 +8,6 @@ import contextlib
 import importlib
 import json
 import os
-import select
 import socket
 import ssl
 import threading
@@ -24,6 +23,8 @@ import anyio.to_thread
 import pytest
 
 from httpx_tokenauth import ClientCredentials, TokenAuth
+
+from conftest import answer_from_fork
 
 WAIT = 10.0  # seconds: a deadlock guard, not a timing
 
@@ -547,31 +548,13 @@ def test_a_forked_child_fetches_over_a_pool_of_its_own(
     inherited, parent_later, child_new = (tenant(tls_server, "httpx") for _ in range(3))
     with anyio.from_thread.start_blocking_portal(backend) as portal:
         before = portal.call(inherited.aget_token)
-        read_end, write_end = os.pipe()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-            pid = os.fork()
-        if pid == 0:  # the child
 
-            async def child() -> bytes:
-                new = await child_new.aget_token()
-                old = await inherited.aget_token(force=True)
-                return f"{new.access_token} {old.access_token}".encode()
+        async def child() -> bytes:
+            new = await child_new.aget_token()
+            old = await inherited.aget_token(force=True)
+            return f"{new.access_token} {old.access_token}".encode()
 
-            try:
-                os.close(read_end)
-                os.write(write_end, anyio.run(child, backend=backend))
-            finally:
-                os._exit(0)
-        os.close(write_end)
-        try:
-            ready, _, _ = select.select([read_end], [], [], WAIT)
-            answer = os.read(read_end, 4096) if ready else b""
-        finally:
-            os.close(read_end)
-            if not answer:
-                os.kill(pid, 9)
-            os.waitpid(pid, 0)
+        answer = answer_from_fork(lambda: anyio.run(child, backend=backend))
         later = portal.call(parent_later.aget_token)
     assert before.access_token == "t1"
     assert answer.decode().split() == ["t2", "t3"]

@@ -482,10 +482,7 @@ class TokenAuthBase:
         with anyio.move_on_after(deadline_at - time.monotonic()):
             if self._async_token_client is not None:
                 return await send_async(self._lib, self._async_token_client, request)
-            shared = await self._loop_token_client()
-            if shared is not None:
-                return await send_async(self._lib, shared, request)
-            async with self._lib.new_async_client() as own:
+            async with await self._own_async_client() as own:
                 return await send_async(self._lib, own, request)
         raise DeadlineExceededError(self._deadline_message(), token_url=self._source)
 
@@ -500,19 +497,15 @@ class TokenAuthBase:
                 self._own_client = self._lib.new_client()
             return self._own_client
 
-    async def _loop_token_client(self) -> Any:
-        """The running event loop's token client, which every TokenAuth on that loop shares
-        (one pool, no cookies), or None where there is none (a proxy from the environment):
-        a client of its own is then made for the fetch, and closed after it.
-
-        A TokenAuth used from several loops never gets a connection of another loop.
-        The TLS context (the costly part, which reads the CA bundle from disk) is
-        the process's shared one, made off-loop the first time.
-        """
+    async def _own_async_client(self) -> Any:
+        # One short-lived client per fetch: fetches are rare, and a client tied to
+        # no event loop cannot break when the loop changes. The TLS context (the
+        # costly part, which reads the CA bundle from disk) is the process's
+        # shared one, made off-loop the first time.
         if not self._lib.has_ssl_context():
             anyio = _anyio()
             await anyio.to_thread.run_sync(self._lib.ssl_context, limiter=anyio.CapacityLimiter(1))
-        return await self._lib.loop_client()
+        return self._lib.new_async_client()
 
     def reset_after_fork(self) -> None:
         """In a forked child: the parent's connections are not ours to use (or close)."""

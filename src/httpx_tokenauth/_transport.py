@@ -17,12 +17,10 @@ import os
 import sys
 import threading
 import time
-import weakref
 import zlib
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import ModuleType
 from typing import Any
 
@@ -69,7 +67,6 @@ class HTTPLib:
     create_ssl_context: Any
     BaseTransport: Any = None
     HTTPTransport: Any = None
-    AsyncHTTPTransport: Any = None
 
     @classmethod
     def of(cls, module: ModuleType) -> HTTPLib:
@@ -89,7 +86,6 @@ class HTTPLib:
             create_ssl_context=module.create_ssl_context,
             BaseTransport=module.BaseTransport,
             HTTPTransport=module.HTTPTransport,
-            AsyncHTTPTransport=module.AsyncHTTPTransport,
         )
 
     def new_client(self) -> Any:
@@ -101,7 +97,9 @@ class HTTPLib:
         Cookies stay per client: nothing one credential's token endpoint sets
         reaches another's requests.
         """
-        if proxies_configured():
+        import urllib.request  # noqa: PLC0415  (heavy; only when a token client is made)
+
+        if urllib.request.getproxies():
             # httpx uses HTTP(S)_PROXY / NO_PROXY only for clients it builds its own
             # transport for; with a proxy configured, keep that (the TLS context is
             # still the shared one).
@@ -117,55 +115,12 @@ class HTTPLib:
         )
 
     def new_async_client(self) -> Any:
-        """An async token client of its own (its own pool, the process's shared TLS
-        context), for a fetch that cannot use its event loop's shared one
-        (``loop_client``); closed after that fetch."""
+        """The async mirror, with the process's shared TLS context (its pool is per client)."""
         return self.AsyncClient(
             timeout=self.Timeout(TIMEOUT_SECONDS),
             follow_redirects=False,
             verify=self.ssl_context(),
         )
-
-    async def loop_client(self) -> Any:
-        """The async token client of the running event loop, shared by every TokenAuth on it,
-        or None where none is shared. Call it once ``has_ssl_context()`` is true: it
-        would otherwise read the CA bundle from disk, on the loop.
-
-        Connections belong to the event loop they were opened on (an asyncio
-        loop, a trio run), so each loop gets a client and a pool of its own,
-        one per ``_shared_key`` like the sync pool. The client keeps no cookies:
-        nothing one credential's token endpoint sets reaches another's requests
-        (as with a new client per fetch). When the loop ends (``asyncio.run``,
-        ``asyncio.Runner`` and ``trio.run`` close the async generators still
-        alive), its clients are closed and forgotten. None with a proxy from the
-        environment (a client of its own then builds its proxied transport, as
-        httpx does), or outside an event loop this module can tell apart.
-        """
-        loop = _running_loop()
-        if loop is None or proxies_configured():
-            return None
-        key = self._shared_key()
-        clients = _LOOP_CLIENTS.get(loop)
-        shared = None if clients is None else clients.get(key)
-        if shared is not None:
-            return shared.client
-        client = self.AsyncClient(
-            timeout=self.Timeout(TIMEOUT_SECONDS),
-            follow_redirects=False,
-            transport=self.AsyncHTTPTransport(verify=self.ssl_context()),
-            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=())),
-        )
-        shared = _LoopClient(client, _close_with_loop(loop, key, client))
-        with _SHARED_LOCK:
-            _forget_closed_loops()
-            clients = _LOOP_CLIENTS.setdefault(loop, {})
-            if key in clients:  # pragma: no cover - no await since the check: cannot happen
-                return clients[key].client
-            clients[key] = shared
-        # Started here, the generator is the loop's to close when it shuts down; it runs
-        # to its yield without suspending, so no other task sees the client half made.
-        await shared.keeper.asend(None)
-        return client
 
     def _shared_key(self) -> tuple[str, str | None, str | None]:
         # The default context honours SSL_CERT_FILE / SSL_CERT_DIR when it is made:
@@ -199,104 +154,9 @@ class HTTPLib:
         return transport
 
 
-_SharedKey = tuple[str, str | None, str | None]
-
 _SHARED_LOCK = threading.Lock()
-_SSL_CONTEXTS: dict[_SharedKey, Any] = {}
-_TRANSPORTS: dict[_SharedKey, Any] = {}
-
-
-class _LoopClient:
-    """One event loop's token client for one shared key, and what closes it with the loop."""
-
-    __slots__ = ("client", "keeper")
-
-    def __init__(self, client: Any, keeper: AsyncGenerator[None]) -> None:
-        self.client = client
-        self.keeper = keeper
-
-
-#: Event loop (an asyncio loop, a trio run's token) -> its clients by shared key. A
-#: loop's entry goes when the loop closes its async generators (``_close_with_loop``);
-#: one closed without that is dropped when the next client is made (``_forget_closed_loops``).
-_LOOP_CLIENTS: weakref.WeakKeyDictionary[object, dict[_SharedKey, _LoopClient]] = (
-    weakref.WeakKeyDictionary()
-)
-
-#: Clients a forked child inherited: its parent's connections, never used or closed here.
-_INHERITED: list[_LoopClient] = []
-
-
-def proxies_configured() -> bool:
-    """Whether httpx would send through a proxy it reads from the environment or the system.
-
-    That is what ``urllib.request.getproxies()`` says, which reads every
-    variable of the environment (and, on macOS and Windows, the system's
-    settings); elsewhere it is asked only when some variable is named
-    ``*_proxy`` in any case, which spares the token clients this reading.
-    """
-    if sys.platform in ("darwin", "win32") or any(
-        name[-6:].lower() == b"_proxy" for name in os.environb
-    ):
-        import urllib.request  # noqa: PLC0415  (heavy; only when a proxy may be configured)
-
-        return bool(urllib.request.getproxies())
-    return False
-
-
-def _running_loop() -> object | None:
-    """What identifies the running event loop: trio's run token, or the asyncio loop.
-
-    trio first: a trio run hosted by an asyncio loop (guest mode) is its own
-    loop. Neither is imported for this: a task runs on one already loaded.
-    """
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            token: object = trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            pass
-        else:
-            return token
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
-        try:
-            loop: object = asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            return loop
-    return None
-
-
-async def _close_with_loop(loop: object, key: _SharedKey, client: Any) -> AsyncGenerator[None]:
-    """Suspended while ``loop`` runs; closed by the loop as it shuts down, it forgets the
-    client and closes its connections (not in a forked child: they are the parent's)."""
-    pid = os.getpid()
-    try:
-        yield
-    finally:
-        with _SHARED_LOCK:
-            clients = _LOOP_CLIENTS.get(loop)
-            if clients is not None:
-                clients.pop(key, None)
-                if not clients:
-                    _LOOP_CLIENTS.pop(loop, None)
-        if os.getpid() == pid:
-            with contextlib.suppress(Exception):
-                await client.aclose()
-
-
-def _forget_closed_loops() -> None:
-    """Drop the clients of asyncio loops closed without closing their async generators
-    (``loop.close()`` without ``loop.shutdown_asyncgens()``). Under _SHARED_LOCK."""
-    for loop in [loop for loop in _LOOP_CLIENTS if _is_closed(loop)]:
-        del _LOOP_CLIENTS[loop]
-
-
-def _is_closed(loop: object) -> bool:
-    is_closed = getattr(loop, "is_closed", None)
-    return bool(is_closed()) if callable(is_closed) else False
+_SSL_CONTEXTS: dict[tuple[str, str | None, str | None], Any] = {}
+_TRANSPORTS: dict[tuple[str, str | None, str | None], Any] = {}
 
 
 def _unclosable(lib: HTTPLib, inner: Any) -> Any:
@@ -317,9 +177,6 @@ def _reset_after_fork() -> None:
     global _SHARED_LOCK  # noqa: PLW0603
     _SHARED_LOCK = threading.Lock()
     _TRANSPORTS.clear()
-    # Kept, not dropped: collected, a client's connections would be closed from here.
-    _INHERITED.extend(c for clients in _LOOP_CLIENTS.values() for c in clients.values())
-    _LOOP_CLIENTS.clear()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows

@@ -480,3 +480,26 @@ async def test_a_child_forked_after_a_fetch_fetches_on_a_worker_of_its_own(env: 
         return auth.get_token(force=True).access_token.encode()
 
     assert answer_from_fork(in_child) == b"t2"
+
+
+@pytest.mark.parametrize("flavor", ["sync"])
+async def test_an_idle_worker_thread_ends_and_the_next_request_gets_another(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker left idle past its idle time ends (no thread lingers for a credential that
+    fetches once an hour); the next blocking token request starts a worker and succeeds."""
+    from httpx_tokenauth import _auth
+
+    monkeypatch.setattr(_auth._WORKERS, "IDLE_SECONDS", 0.05)
+    threads: list[threading.Thread] = []
+
+    def reply(request: httpx.Request, n: int) -> httpx.Response:
+        threads.append(threading.current_thread())
+        return httpx.Response(200, json=token_json(f"t{n}"))
+
+    env.auth_server.reply = reply
+    assert env.make().get_token().access_token == "t1"
+    threads[0].join(WAIT)
+    assert not threads[0].is_alive()
+    assert env.make().get_token().access_token == "t2"
+    assert threads[1] is not threads[0]

@@ -4,6 +4,8 @@ and one connection pool, and closing one TokenAuth leaves the others working."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from httpx_tokenauth import ClientCredentials, TokenAuth
+from httpx_tokenauth import ClientCredentials, RetryPolicy, TokenAuth, TokenTransportError
+
+from conftest import WAIT
 
 
 class KeepAliveTokenServer:
@@ -188,3 +192,89 @@ def test_the_own_sync_client_goes_through_the_environments_proxy(
         auth.close()
         proxy.close()
     assert proxy.lines == ["CONNECT as.example:443 HTTP/1.1"]
+
+
+def test_no_proxy_alone_keeps_the_shared_pool(
+    server: KeepAliveTokenServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NO_PROXY without a proxy (as many containers set it) names no proxy: the credentials
+    still share one pool and one connection."""
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal.example")
+    auths = [make(server, f"tenant-{i}") for i in range(3)]
+    assert [auth.get_token().access_token for auth in auths] == ["t1", "t2", "t3"]
+    assert server.connections == 1
+
+
+class HungServer:
+    """A loopback TCP server that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/token"
+        self.accepted: list[socket.socket] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._changed:
+                self.accepted.append(conn)
+                self._changed.notify_all()
+
+    def wait_for(self, count: int) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.accepted) >= count, WAIT)
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._changed:
+            for conn in self.accepted:
+                conn.close()
+
+
+def test_a_hung_token_endpoint_does_not_hold_up_other_credentials(
+    server: KeepAliveTokenServer,
+) -> None:
+    """101 fetches hung at one tenant's token endpoint (more than httpx's default pool of
+    100 connections) leave the shared pool open to another credential: its token comes at
+    once, within a deadline far shorter than the hung ones'."""
+    hung = HungServer()
+    stuck = [
+        TokenAuth(
+            ClientCredentials(hung.url, client_id=f"slow-{i}", client_secret="a-slow-secret"),
+            retry=RetryPolicy(attempts=1, deadline=60),
+        )
+        for i in range(101)
+    ]
+    outcomes: list[BaseException | None] = []
+
+    def fetch(auth: TokenAuth) -> None:
+        try:
+            auth.get_token()
+            outcomes.append(None)
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=fetch, args=(auth,), daemon=True) for auth in stuck]
+    for thread in threads:
+        thread.start()
+    try:
+        assert hung.wait_for(101), "the hung fetches did not all connect"
+        healthy = TokenAuth(
+            ClientCredentials(server.url, client_id="ok", client_secret="a-secret-for-ok"),
+            retry=RetryPolicy(attempts=1, deadline=5),
+        )
+        assert healthy.get_token().access_token == "t1"
+    finally:
+        hung.close()  # the hung fetches now fail, and their threads end
+        for thread in threads:
+            thread.join(WAIT)
+    assert len(outcomes) == 101
+    assert all(isinstance(exc, TokenTransportError) for exc in outcomes)

@@ -697,10 +697,8 @@ def _within(seconds: float, call: Callable[[], RawResponse], late: Exception) ->
             outcome.append(context.run(call))
         except BaseException as exc:
             failure.append(exc)
-        finally:
-            done.set()
 
-    _WORKERS.run(attempt)
+    _WORKERS.run(attempt, done)
     if not done.wait(max(0.0, seconds) + _GRACE):
         raise late
     if failure:
@@ -725,7 +723,9 @@ class _Workers:
         self._lock = threading.Lock()
         self._idle: list[Any] = []  # the job queues of workers waiting for a job
 
-    def run(self, job: Callable[[], None]) -> None:
+    def run(self, job: Callable[[], None], done: threading.Event) -> None:
+        """Run ``job`` on a worker, then set ``done`` (once the worker is free again, so
+        that the caller's next request finds it)."""
         with self._lock:
             jobs = self._idle.pop() if self._idle else None
         if jobs is None:
@@ -738,7 +738,7 @@ class _Workers:
                 name="httpx-tokenauth token request",
                 daemon=True,
             ).start()
-        jobs.put(job)
+        jobs.put((job, done))
 
     def _serve(self, jobs: Any) -> None:
         import queue  # noqa: PLC0415
@@ -752,10 +752,15 @@ class _Workers:
                         self._idle.remove(jobs)
                         return
                 continue  # handed a job just now: it is on its way
-            job()
+            work, done = job
             del job
-            with self._lock:
-                self._idle.append(jobs)
+            try:
+                work()
+            finally:
+                del work
+                with self._lock:
+                    self._idle.append(jobs)
+                done.set()
 
     def reset_after_fork(self) -> None:
         """In a forked child the parent's workers do not exist: start afresh."""

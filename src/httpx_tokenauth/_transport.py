@@ -67,6 +67,7 @@ class HTTPLib:
     create_ssl_context: Any
     BaseTransport: Any = None
     HTTPTransport: Any = None
+    Limits: Any = None
 
     @classmethod
     def of(cls, module: ModuleType) -> HTTPLib:
@@ -86,6 +87,7 @@ class HTTPLib:
             create_ssl_context=module.create_ssl_context,
             BaseTransport=module.BaseTransport,
             HTTPTransport=module.HTTPTransport,
+            Limits=module.Limits,
         )
 
     def new_client(self) -> Any:
@@ -97,9 +99,7 @@ class HTTPLib:
         Cookies stay per client: nothing one credential's token endpoint sets
         reaches another's requests.
         """
-        import urllib.request  # noqa: PLC0415  (heavy; only when a token client is made)
-
-        if urllib.request.getproxies():
+        if proxies_configured():
             # httpx uses HTTP(S)_PROXY / NO_PROXY only for clients it builds its own
             # transport for; with a proxy configured, keep that (the TLS context is
             # still the shared one).
@@ -148,10 +148,21 @@ class HTTPLib:
         with _SHARED_LOCK:
             transport = _TRANSPORTS.get(key)
         if transport is None:
-            inner = self.HTTPTransport(verify=self.ssl_context())
+            # No cap on connections in use: with httpx's default of 100, a hundred fetches
+            # hung at one tenant's token endpoint would hold up every other credential's.
+            limits = self.Limits(max_connections=None, max_keepalive_connections=20)
+            inner = self.HTTPTransport(verify=self.ssl_context(), limits=limits)
             with _SHARED_LOCK:
                 transport = _TRANSPORTS.setdefault(key, _unclosable(self, inner))
         return transport
+
+
+def proxies_configured() -> bool:
+    """Whether httpx would send through a proxy it reads from the environment or the system
+    (``urllib.request.getproxies()``); ``NO_PROXY`` alone names none."""
+    import urllib.request  # noqa: PLC0415  (heavy; only when a token client is made)
+
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
 _SHARED_LOCK = threading.Lock()

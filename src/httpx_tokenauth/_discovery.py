@@ -838,6 +838,41 @@ class Discovered:
         return f"Discovered(issuer={self.issuer!r})"
 
 
+def discovered_for(
+    issuer: object,
+    *,
+    name: str = "issuer",
+    allowed_issuers: str | Sequence[str] | None,
+    allow_insecure_http: object,
+    resource_discovery: object,
+    client_secret: str | None,
+    client_auth: ClientAuth | None,
+    audience_given: bool = False,
+    resource_given: bool,
+) -> Discovered:
+    """What a grant's ``from_issuer`` keeps, every argument of discovery checked (no I/O).
+
+    The grant is then built with ``issuer`` standing in for its token URL,
+    which the metadata replaces (``Grant._resolve``).
+    """
+    from ._url import check_flag  # noqa: PLC0415
+
+    allow = check_flag("allow_insecure_http", allow_insecure_http)
+    checked = check_issuer(issuer, allow_insecure_http=allow, name=name)
+    return Discovered(
+        issuer=checked,
+        allowed_issuers=check_allowed_issuers(
+            checked, allowed_issuers, allow_insecure_http=allow
+        ),
+        allow_insecure_http=allow,
+        client_secret=client_secret,
+        client_auth=client_auth,
+        audience_given=audience_given,
+        resource_given=resource_given,
+        resource_discovery=check_flag("resource_discovery", resource_discovery),
+    )
+
+
 def check_allowed_issuers(
     issuer: str, allowed: str | Sequence[str] | None, *, allow_insecure_http: bool
 ) -> tuple[str, ...]:

@@ -57,7 +57,7 @@ from ._providers import (
 )
 from ._request import Form, TokenRequest, normalize_extra_params, normalize_multi
 from ._token import RawResponse, Token
-from ._url import check_flag, redacted_url
+from ._url import redacted_url
 
 if TYPE_CHECKING:
     from ._assertions import AssertionNeed
@@ -606,13 +606,21 @@ class JWTBearerGrant(Grant):
         authentication as in ``ClientCredentials.from_issuer``.
         ``allowed_issuers`` and ``resource_discovery`` are as there.
         """
-        from ._discovery import Discovered, check_allowed_issuers, check_issuer  # noqa: PLC0415
+        from ._discovery import discovered_for  # noqa: PLC0415
 
-        allow = check_flag("allow_insecure_http", allow_insecure_http)
-        as_issuer = check_issuer(as_issuer, allow_insecure_http=allow, name="as_issuer")
-        allowed = check_allowed_issuers(as_issuer, allowed_issuers, allow_insecure_http=allow)
+        discovered = discovered_for(
+            as_issuer,
+            name="as_issuer",
+            allowed_issuers=allowed_issuers,
+            allow_insecure_http=allow_insecure_http,
+            resource_discovery=resource_discovery,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            audience_given=audience is not None,
+            resource_given=resource is not None,
+        )
         grant = cls(
-            as_issuer,  # stands in for the token URL until the metadata names it
+            discovered.issuer,  # stands in for the token URL until the metadata names it
             issuer=issuer,
             subject=subject,
             key=key,
@@ -631,18 +639,9 @@ class JWTBearerGrant(Grant):
             client_id=client_id,
             client_secret=client_secret,
             client_auth=client_auth,
-            allow_insecure_http=allow,
+            allow_insecure_http=discovered.allow_insecure_http,
         )
-        grant._discovered = Discovered(
-            issuer=as_issuer,
-            allowed_issuers=allowed,
-            allow_insecure_http=allow,
-            client_secret=client_secret,
-            client_auth=client_auth,
-            audience_given=audience is not None,
-            resource_given=resource is not None,
-            resource_discovery=check_flag("resource_discovery", resource_discovery),
-        )
+        grant._discovered = discovered
         return grant
 
     def _resolve(self, metadata: ServerMetadata, resource: str | None) -> JWTBearerGrant:

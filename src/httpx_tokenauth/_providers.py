@@ -344,14 +344,20 @@ class ClientCredentials(Grant):
         for the API's protected resource metadata at its well-known location
         (RFC 9728 §3.1), to learn its ``resource`` identifier (RFC 8707).
         """
-        from ._discovery import Discovered, check_allowed_issuers, check_issuer  # noqa: PLC0415
+        from ._discovery import discovered_for  # noqa: PLC0415
 
-        allow = check_flag("allow_insecure_http", allow_insecure_http)
-        issuer = check_issuer(issuer, allow_insecure_http=allow)
-        allowed = check_allowed_issuers(issuer, allowed_issuers, allow_insecure_http=allow)
+        discovered = discovered_for(
+            issuer,
+            allowed_issuers=allowed_issuers,
+            allow_insecure_http=allow_insecure_http,
+            resource_discovery=resource_discovery,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            resource_given=resource is not None,
+        )
         # The issuer stands in for the token URL until the metadata names it.
         grant = cls(
-            issuer,
+            discovered.issuer,
             client_id=client_id,
             client_secret=client_secret,
             client_auth=client_auth,
@@ -359,17 +365,9 @@ class ClientCredentials(Grant):
             audience=audience,
             resource=resource,
             extra_params=extra_params,
-            allow_insecure_http=allow,
+            allow_insecure_http=discovered.allow_insecure_http,
         )
-        grant._discovered = Discovered(
-            issuer=issuer,
-            allowed_issuers=allowed,
-            allow_insecure_http=allow,
-            client_secret=client_secret,
-            client_auth=client_auth,
-            resource_given=resource is not None,
-            resource_discovery=check_flag("resource_discovery", resource_discovery),
-        )
+        grant._discovered = discovered
         return grant
 
     @property

@@ -187,6 +187,30 @@ def test_a2_token_exchange_from_the_command_line(
         assert files[name].read_text() not in out
 
 
+def test_m1_token_exchange_with_issuer_reads_the_metadata_then_exchanges(
+    capsys: pytest.CaptureFixture[str],
+    server: LocalAuthorizationServer,
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--issuer works for --grant token_exchange too: the metadata names the endpoint."""
+    monkeypatch.delenv("HTTPX_TOKENAUTH_TOKEN_URL")
+    status, out, err = run(
+        capsys,
+        "token",
+        "--issuer", server.issuer,
+        "--grant", "token_exchange",
+        "--subject-token-file", str(files["subject"]),
+        "--subject-token-type", "jwt",
+        "--audience", server.audience,
+    )  # fmt: skip
+    assert (status, err) == (0, "")
+    assert out.strip() == server.issued_tokens()[0]
+    assert server.metadata_requests == ["/.well-known/oauth-authorization-server"]
+    (record,) = server.token_requests
+    assert (record.grant_type, record.subject) == (TOKEN_EXCHANGE, "user-7")
+
+
 def test_a2_token_exchange_types_and_files_from_the_environment(
     capsys: pytest.CaptureFixture[str],
     server: LocalAuthorizationServer,

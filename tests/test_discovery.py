@@ -11,6 +11,7 @@ server and the protected resource's metadata endpoint.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import logging
 import threading
@@ -39,6 +40,7 @@ from httpx_tokenauth import (
     RetryPolicy,
     TokenAuth,
     TokenError,
+    TokenExchangeGrant,
     UntrustedAuthorizationServerError,
     generate_encryption_key,
 )
@@ -282,6 +284,58 @@ async def test_m1_first_request_reads_the_metadata_then_fetches_from_its_endpoin
     assert servers.posts() == [ENDPOINT]
     assert env.api.tokens() == ["t1", "t1", "t1"]
     assert servers.headers[0]["authorization"].startswith("Basic ")
+
+
+@pytest.mark.anyio
+async def test_m1_a_token_exchange_configured_by_issuer_exchanges_at_the_named_endpoint(
+    env: Env,
+) -> None:
+    """TokenExchangeGrant.from_issuer: the metadata names the endpoint and the client
+    authentication; the subject token is read for the request, told the issuer as audience."""
+    servers = Servers()
+    servers.metadata(as_doc(token_endpoint_auth_methods_supported=["client_secret_post"]))
+    audiences: list[str] = []
+
+    def subject(audience: str) -> str:
+        audiences.append(audience)
+        return "the-platform-token"
+
+    exchange = TokenExchangeGrant.from_issuer(
+        ISSUER,
+        subject_token=subject,
+        subject_token_type="access_token",
+        audience="https://api.example",
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        resource_discovery=False,
+    )
+    make(env, servers, exchange)
+    assert (await env.request()).status_code == 200
+    assert servers.gets() == [WELL_KNOWN]
+    assert servers.posts() == [ENDPOINT]
+    form = servers.forms[0]
+    assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:token-exchange"]
+    assert form["subject_token"] == ["the-platform-token"]
+    assert form["subject_token_type"] == ["urn:ietf:params:oauth:token-type:access_token"]
+    assert form["audience"] == ["https://api.example"]
+    assert (form["client_id"], form["client_secret"]) == ([CLIENT_ID], [SECRET])
+    assert "authorization" not in servers.headers[0]
+    assert audiences == [ISSUER]
+    assert SECRET not in repr(exchange)
+    assert ISSUER in repr(exchange)
+
+
+@pytest.mark.parametrize("cls", [ClientCredentials, JWTBearerGrant, TokenExchangeGrant])
+def test_m1_every_grant_has_from_issuer_with_its_constructors_keywords(cls: Any) -> None:
+    """from_issuer takes the issuer first and every keyword of the constructor, with the same
+    defaults, plus allowed_issuers and resource_discovery."""
+    constructor = inspect.signature(cls.__init__).parameters
+    made_by_issuer = inspect.signature(cls.from_issuer).parameters
+    keywords = {n: p.default for n, p in constructor.items() if p.kind is p.KEYWORD_ONLY}
+    by_issuer = {n: p.default for n, p in made_by_issuer.items() if p.kind is p.KEYWORD_ONLY}
+    assert set(by_issuer) - set(keywords) == {"allowed_issuers", "resource_discovery"}
+    assert {n: by_issuer[n] for n in keywords} == keywords
+    assert next(iter(made_by_issuer.values())).kind is inspect.Parameter.POSITIONAL_ONLY
 
 
 @pytest.mark.anyio

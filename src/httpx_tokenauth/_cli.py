@@ -1555,11 +1555,6 @@ def _token_exchange(
     sources: dict[str, str],
 ) -> TokenExchangeGrant:
     """--grant token_exchange: the subject (and actor) token from files, their types."""
-    if as_issuer is not None:
-        raise UsageError(
-            "the token_exchange grant is not configured by issuer: pass its token endpoint "
-            "as --token-url URL and drop --issuer"
-        )
     if extra_claims:
         raise UsageError("--claim is for the jwt_bearer grant's assertion")
     if key is not None and method != "private_key_jwt":
@@ -1587,8 +1582,9 @@ def _token_exchange(
         else _file_source(actor_path, _path_origin(actor_origin, actor_path), sources)
     )
     requested = _token_type(args, "requested_token_type", "REQUESTED_TOKEN_TYPE", required=False)
+    make = TokenExchangeGrant if as_issuer is None else TokenExchangeGrant.from_issuer
     with _sources_in_cli_terms(sources), _in_cli_terms(_Origins(), "the token options"):
-        return TokenExchangeGrant(
+        return make(
             token_url,
             subject_token=subject,
             subject_token_type=subject_type or "",

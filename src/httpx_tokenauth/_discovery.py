@@ -861,9 +861,7 @@ def discovered_for(
     checked = check_issuer(issuer, allow_insecure_http=allow, name=name)
     return Discovered(
         issuer=checked,
-        allowed_issuers=check_allowed_issuers(
-            checked, allowed_issuers, allow_insecure_http=allow
-        ),
+        allowed_issuers=check_allowed_issuers(checked, allowed_issuers, allow_insecure_http=allow),
         allow_insecure_http=allow,
         client_secret=client_secret,
         client_auth=client_auth,

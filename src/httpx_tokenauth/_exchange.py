@@ -11,16 +11,27 @@ kept on the Token (SPEC A2).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._assertions import AssertionNeed, AssertionSource, as_source, needs_of, read_now
-from ._client_auth import ClientAuth, identity_of
+from ._client_auth import ClientAuth, bind_again, identity_of
 from ._errors import ConfigurationError, InvalidTargetError, TokenEndpointError
 from ._jwt import _client_auth_for
-from ._providers import RESERVED_PARAMS, Grant, form_identity
+from ._providers import (
+    RESERVED_PARAMS,
+    Grant,
+    auth_identity,
+    discovered_client_auth,
+    discovered_identity,
+    form_identity,
+    with_resource,
+)
 from ._request import Form, TokenRequest, normalize_extra_params, normalize_multi
 from ._token import RawResponse, Token, parse_token_response
 from ._url import redacted_url
+
+if TYPE_CHECKING:
+    from ._discovery import ServerMetadata
 
 __all__ = ["TOKEN_EXCHANGE_GRANT_TYPE", "TOKEN_TYPES", "TokenExchangeGrant", "token_type_uri"]
 
@@ -178,6 +189,88 @@ class TokenExchangeGrant(Grant):
             *normalize_extra_params(extra_params, _EXCHANGE_PARAMS),
         )
 
+    @classmethod
+    def from_issuer(
+        cls,
+        issuer: str,
+        /,
+        *,
+        subject_token: Source,
+        subject_token_type: str,
+        actor_token: Source | None = None,
+        actor_token_type: str | None = None,
+        requested_token_type: str | None = None,
+        audience: str | Sequence[str] | None = None,
+        resource: str | Sequence[str] | None = None,
+        scope: str | Sequence[str] | None = None,
+        extra_params: Mapping[str, str] | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        client_auth: ClientAuth | None = None,
+        allow_insecure_http: bool = False,
+        allowed_issuers: str | Sequence[str] | None = None,
+        resource_discovery: bool = True,
+    ) -> TokenExchangeGrant:
+        """The token exchange at the authorization server whose issuer identifier is ``issuer``.
+
+        Every keyword is the constructor's, checked now, with no I/O. TokenAuth
+        reads the metadata on first need: the token endpoint, and the client
+        authentication as in ``ClientCredentials.from_issuer`` (with a
+        ``client_secret``, the strongest method the server lists; a JWT client
+        assertion addressed to the issuer). Sources are told the issuer as the
+        audience (the constructor tells them the token URL, which is not known
+        yet). ``allowed_issuers`` and ``resource_discovery`` are as there.
+        """
+        from ._discovery import discovered_for  # noqa: PLC0415
+
+        discovered = discovered_for(
+            issuer,
+            allowed_issuers=allowed_issuers,
+            allow_insecure_http=allow_insecure_http,
+            resource_discovery=resource_discovery,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            resource_given=resource is not None,
+        )
+        grant = cls(
+            discovered.issuer,  # stands in for the token URL until the metadata names it
+            subject_token=subject_token,
+            subject_token_type=subject_token_type,
+            actor_token=actor_token,
+            actor_token_type=actor_token_type,
+            requested_token_type=requested_token_type,
+            audience=audience,
+            resource=resource,
+            scope=scope,
+            extra_params=extra_params,
+            client_id=client_id,
+            client_secret=client_secret,
+            client_auth=client_auth,
+            allow_insecure_http=discovered.allow_insecure_http,
+        )
+        grant._discovered = discovered
+        return grant
+
+    def _resolve(self, metadata: ServerMetadata, resource: str | None) -> TokenExchangeGrant:
+        discovered = self._discovered
+        assert discovered is not None  # noqa: S101 - only grants made by from_issuer get here
+        new = self._copy()
+        new._discovered = None
+        new._token_url = metadata.token_endpoint
+        client_auth = discovered_client_auth(discovered, metadata)
+        if client_auth is not None and self._client_id is not None:
+            new._client_auth = client_auth
+            new._authenticator = bind_again(
+                client_auth,
+                client_id=self._client_id,
+                client_secret=discovered.client_secret,
+                token_url=metadata.token_endpoint,
+            )
+        if resource is not None:
+            new._form = with_resource(self._form, resource)
+            new._resource = (resource,)
+        return new
+
     @property
     def subject_token_type(self) -> str:
         return self._subject_type
@@ -202,18 +295,24 @@ class TokenExchangeGrant(Grant):
         return (*self._own_needs(), *needs_of(self._authenticator))
 
     def cache_identity(self) -> tuple[str, ...]:
-        """SPEC F1: everything sent, each source by name; never a token."""
+        """SPEC F1: everything sent, each source by name; never a token. Configured by
+        issuer: the issuer (and the others allowed) in place of the token URL."""
         actor: tuple[str, ...] = ()
         if self._actor is not None:
             actor = (f"actor_token_type={self._actor_type}", *self._source_identity(self._actor))
+        discovered = self._discovered
         return (
             TOKEN_EXCHANGE_GRANT_TYPE,
-            self._token_url,
+            *((self._token_url,) if discovered is None else discovered_identity(discovered)),
             f"subject_token_type={self._subject_type}",
             *self._source_identity(self._subject),
             *actor,
             *form_identity(self._form),
-            *identity_of(self._authenticator),
+            *(
+                identity_of(self._authenticator)
+                if discovered is None
+                else auth_identity(discovered, self._client_id, self._authenticator)
+            ),
         )
 
     @staticmethod
@@ -267,8 +366,13 @@ class TokenExchangeGrant(Grant):
             raise target from None
 
     def __repr__(self) -> str:
+        where = (
+            f"token_url={redacted_url(self._token_url)!r}"
+            if self._discovered is None
+            else f"issuer={self._discovered.issuer!r}"
+        )
         parts = [
-            f"token_url={redacted_url(self._token_url)!r}",
+            where,
             f"subject_token={self._subject.source!r}",
             f"subject_token_type={self._subject_type!r}",
         ]

@@ -56,11 +56,19 @@ pytestmark = pytest.mark.anyio
 STARTUP = 10.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """asyncio, the SDK's own loop: on trio the SDK leaves its SSE readers unclosed (its
-    ResourceWarnings, which this suite turns into errors), whatever the auth does."""
-    return "asyncio"
+#: On trio, the SDK's SSE reader drops httpx2's response streams without closing them, and
+#: trio reports each as an async generator collected unfinished. Those are the SDK's (only
+#: httpx2's and httpcore2's own generators are let through), whatever the auth does.
+SDK_STREAMS_LEFT_OPEN = pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <async_generator object "
+    r"(PoolByteStream\.__aiter__|Response\.aiter_bytes|Response\.aiter_text|"
+    r"EventSource\.__aiter__) :pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pytest.fixture(params=["asyncio", pytest.param("trio", marks=SDK_STREAMS_LEFT_OPEN)])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 class Verifier:

@@ -14,17 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._assertions import AssertionNeed, AssertionSource, as_source, needs_of, read_now
-from ._client_auth import ClientAuth, bind_again, identity_of
+from ._client_auth import ClientAuth, identity_of
 from ._errors import ConfigurationError, InvalidTargetError, TokenEndpointError
 from ._jwt import _client_auth_for
 from ._providers import (
     RESERVED_PARAMS,
     Grant,
     auth_identity,
-    discovered_client_auth,
+    completed,
     discovered_identity,
     form_identity,
-    with_resource,
 )
 from ._request import Form, TokenRequest, normalize_extra_params, normalize_multi
 from ._token import RawResponse, Token, parse_token_response
@@ -252,22 +251,8 @@ class TokenExchangeGrant(Grant):
         return grant
 
     def _resolve(self, metadata: ServerMetadata, resource: str | None) -> TokenExchangeGrant:
-        discovered = self._discovered
-        assert discovered is not None  # noqa: S101 - only grants made by from_issuer get here
-        new = self._copy()
-        new._discovered = None
-        new._token_url = metadata.token_endpoint
-        client_auth = discovered_client_auth(discovered, metadata)
-        if client_auth is not None and self._client_id is not None:
-            new._client_auth = client_auth
-            new._authenticator = bind_again(
-                client_auth,
-                client_id=self._client_id,
-                client_secret=discovered.client_secret,
-                token_url=metadata.token_endpoint,
-            )
+        new = completed(self, metadata, resource, self._client_id)
         if resource is not None:
-            new._form = with_resource(self._form, resource)
             new._resource = (resource,)
         return new
 

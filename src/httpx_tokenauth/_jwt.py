@@ -30,7 +30,6 @@ from ._client_auth import (
     ClientAuth,
     ClientSecretBasic,
     Credentials,
-    bind_again,
     check_client_id,
     check_secret,
     digest,
@@ -50,10 +49,9 @@ from ._providers import (
     Grant,
     assertion_needs,
     auth_identity,
-    discovered_client_auth,
+    completed,
     discovered_identity,
     form_identity,
-    with_resource,
 )
 from ._request import Form, TokenRequest, normalize_extra_params, normalize_multi
 from ._token import RawResponse, Token
@@ -647,22 +645,9 @@ class JWTBearerGrant(Grant):
     def _resolve(self, metadata: ServerMetadata, resource: str | None) -> JWTBearerGrant:
         discovered = self._discovered
         assert discovered is not None  # noqa: S101 - only grants made by from_issuer get here
-        new = self._copy()
-        new._discovered = None
-        new._token_url = metadata.token_endpoint
+        new = completed(self, metadata, resource, self._client_id)
         if not discovered.audience_given:
             new._audience = metadata.issuer
-        client_auth = discovered_client_auth(discovered, metadata)
-        if client_auth is not None and self._client_id is not None:
-            new._client_auth = client_auth
-            new._authenticator = bind_again(
-                client_auth,
-                client_id=self._client_id,
-                client_secret=discovered.client_secret,
-                token_url=metadata.token_endpoint,
-            )
-        if resource is not None:
-            new._form = with_resource(self._form, resource)
         return new
 
     @property

@@ -390,23 +390,9 @@ class ClientCredentials(Grant):
         )
 
     def _resolve(self, metadata: ServerMetadata, resource: str | None) -> ClientCredentials:
-        discovered = self._discovered
-        assert discovered is not None  # noqa: S101 - only grants made by from_issuer get here
-        client_auth = discovered_client_auth(discovered, metadata)
-        assert client_auth is not None  # noqa: S101 - client credentials always authenticate
-        new = self._copy()
-        new._discovered = None
-        new._token_url = metadata.token_endpoint
-        new._client_auth = client_auth
-        new._authenticator = bind_again(
-            client_auth,
-            client_id=self._client_id,
-            client_secret=discovered.client_secret,
-            token_url=metadata.token_endpoint,
-        )
+        new = completed(self, metadata, resource, self._client_id)
         if resource is not None:
             new._resource = (resource,)
-            new._form = with_resource(self._form, resource)
         return new
 
     def token_request(self, now: float) -> TokenRequest:
@@ -496,6 +482,30 @@ def discovered_client_auth(discovered: Discovered, metadata: ServerMetadata) -> 
     if discovered.client_secret is None:
         return None
     return choose_secret_method(metadata, discovered.client_secret, metadata.issuer)
+
+
+def completed(grant: G, metadata: ServerMetadata, resource: str | None, client_id: str | None) -> G:
+    """A copy of ``grant`` (made by from_issuer) completed with ``metadata``: its token
+    endpoint, the client authentication the metadata decides (SPEC M4) when there is a
+    client to authenticate, and the ``resource`` learned (SPEC M3) in its form."""
+    discovered = grant._discovered
+    assert discovered is not None  # noqa: S101 - only grants made by from_issuer get here
+    new: Any = grant._copy()
+    new._discovered = None
+    new._token_url = metadata.token_endpoint
+    client_auth = discovered_client_auth(discovered, metadata)
+    if client_auth is not None and client_id is not None:
+        new._client_auth = client_auth
+        new._authenticator = bind_again(
+            client_auth,
+            client_id=client_id,
+            client_secret=discovered.client_secret,
+            token_url=metadata.token_endpoint,
+        )
+    if resource is not None:
+        new._form = with_resource(new._form, resource)
+    done: G = new
+    return done
 
 
 def with_resource(form: Form, resource: str) -> Form:

@@ -322,7 +322,8 @@ async def test_m1_a_token_exchange_configured_by_issuer_exchanges_at_the_named_e
     assert "authorization" not in servers.headers[0]
     assert audiences == [ISSUER]
     assert SECRET not in repr(exchange)
-    assert ISSUER in repr(exchange)
+    assert f"issuer={ISSUER!r}" in repr(exchange)
+    assert "client_auth=<from the metadata>" in repr(exchange)
 
 
 @pytest.mark.parametrize("cls", [ClientCredentials, JWTBearerGrant, TokenExchangeGrant])
@@ -792,6 +793,46 @@ async def test_m2_an_allowed_other_authorization_server_is_used(env: Env) -> Non
     assert servers.posts() == [ENDPOINT, OTHER_ENDPOINT]
     assert servers.forms[1]["resource"] == [API]
     assert all(urlsplit(u).hostname != "evil.example" for _, u in servers.seen)
+
+
+@pytest.mark.anyio
+async def test_m2_a_token_exchange_asks_its_sources_for_the_other_allowed_server(
+    env: Env,
+) -> None:
+    """A token exchange sent to another allowed authorization server (named by the protected
+    resource) has its subject and actor tokens read for that server, not the configured one."""
+    servers = Servers()
+    servers.metadata()
+    servers.metadata(
+        as_doc(issuer=OTHER, endpoint=OTHER_ENDPOINT),
+        url="https://other.example/.well-known/oauth-authorization-server",
+    )
+    servers.serve(PRM, prm(servers_=[OTHER]))
+    api_wants_resource(env, servers)
+    asked: list[tuple[str, str]] = []
+
+    def source(name: str) -> Callable[[str], str]:
+        def read(audience: str) -> str:
+            asked.append((name, audience))
+            return f"{name}-token"
+
+        return read
+
+    exchange = TokenExchangeGrant.from_issuer(
+        ISSUER,
+        subject_token=source("subject"),
+        subject_token_type="access_token",
+        actor_token=source("actor"),
+        actor_token_type="access_token",
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        allowed_issuers=[OTHER],
+    )
+    make(env, servers, exchange, retry=RetryPolicy.off())
+    assert (await env.request(url=API)).status_code == 200
+    assert servers.posts() == [OTHER_ENDPOINT]
+    assert asked == [("subject", OTHER), ("actor", OTHER)]
+    assert servers.forms[0]["resource"] == [API]
 
 
 @pytest.mark.anyio

@@ -197,11 +197,12 @@ def test_the_own_sync_client_goes_through_the_environments_proxy(
 def test_no_proxy_alone_keeps_the_shared_pool(
     server: KeepAliveTokenServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """NO_PROXY without a proxy (as many containers set it) names no proxy: the credentials
-    still share one pool and one connection."""
+    """NO_PROXY without a proxy (as many containers set it), or a proxy for a scheme httpx
+    does not use, names no proxy: the credentials still share one pool and one connection."""
     for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("NO_PROXY", "localhost,.internal.example")
+    monkeypatch.setenv("FTP_PROXY", "http://ftp-proxy.internal.example:3128")  # not httpx's
     auths = [make(server, f"tenant-{i}") for i in range(3)]
     assert [auth.get_token().access_token for auth in auths] == ["t1", "t2", "t3"]
     assert server.connections == 1
@@ -240,11 +241,13 @@ class HungServer:
 
 
 def test_a_hung_token_endpoint_does_not_hold_up_other_credentials(
-    server: KeepAliveTokenServer,
+    server: KeepAliveTokenServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """101 fetches hung at one tenant's token endpoint (more than httpx's default pool of
     100 connections) leave the shared pool open to another credential: its token comes at
     once, within a deadline far shorter than the hung ones'."""
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)  # with a proxy, no token client uses the shared pool
     hung = HungServer()
     stuck = [
         TokenAuth(

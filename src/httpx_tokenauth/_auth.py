@@ -756,11 +756,13 @@ class _Workers:
             del job
             try:
                 work()
-            finally:
-                del work
-                with self._lock:
-                    self._idle.append(jobs)
+            except BaseException:  # the job's own errors are its caller's; this ends the worker
                 done.set()
+                raise
+            del work
+            with self._lock:
+                self._idle.append(jobs)  # free before the caller wakes: its next job finds it
+            done.set()
 
     def reset_after_fork(self) -> None:
         """In a forked child the parent's workers do not exist: start afresh."""

@@ -11,6 +11,7 @@ kept on the Token (SPEC A2).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._assertions import AssertionNeed, AssertionSource, as_source, needs_of, read_now
@@ -214,11 +215,12 @@ class TokenExchangeGrant(Grant):
 
         Every keyword is the constructor's, checked now, with no I/O. TokenAuth
         reads the metadata on first need: the token endpoint, and the client
-        authentication as in ``ClientCredentials.from_issuer`` (with a
-        ``client_secret``, the strongest method the server lists; a JWT client
-        assertion addressed to the issuer). Sources are told the issuer as the
-        audience (the constructor tells them the token URL, which is not known
-        yet). ``allowed_issuers`` and ``resource_discovery`` are as there.
+        authentication as in ``ClientCredentials.from_issuer`` (with only a
+        ``client_secret``, the strongest method the server lists). The subject
+        and actor token sources are told the issuer as the audience (the
+        constructor tells them the token URL, which is not known yet): the
+        configured one, or another allowed one a protected resource named.
+        ``allowed_issuers`` and ``resource_discovery`` are as there.
         """
         from ._discovery import discovered_for  # noqa: PLC0415
 
@@ -254,6 +256,11 @@ class TokenExchangeGrant(Grant):
         new = completed(self, metadata, resource, self._client_id)
         if resource is not None:
             new._resource = (resource,)
+        # Sources are told the issuer in use: another allowed one, if a protected resource
+        # named it, is the one its metadata came from.
+        new._subject = replace(self._subject, audience=metadata.issuer)
+        if self._actor is not None:
+            new._actor = replace(self._actor, audience=metadata.issuer)
         return new
 
     @property
@@ -374,6 +381,9 @@ class TokenExchangeGrant(Grant):
             parts.append(f"scope={' '.join(self._scope)!r}")
         if self._client_id is not None:
             parts.append(f"client_id={self._client_id!r}")
-        if self._client_auth is not None:
+        if self._discovered is not None and self._discovered.client_auth is None:
+            if self._discovered.client_secret is not None:
+                parts.append("client_auth=<from the metadata>")
+        elif self._client_auth is not None:
             parts.append(f"client_auth={self._client_auth!r}")
         return f"TokenExchangeGrant({', '.join(parts)})"

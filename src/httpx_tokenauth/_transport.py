@@ -159,10 +159,11 @@ class HTTPLib:
 
 def proxies_configured() -> bool:
     """Whether httpx would send through a proxy it reads from the environment or the system
-    (``urllib.request.getproxies()``); ``NO_PROXY`` alone names none."""
+    (``urllib.request.getproxies()``): httpx uses the http, https and all entries only, so
+    ``NO_PROXY`` alone, or ``FTP_PROXY``, names none."""
     import urllib.request  # noqa: PLC0415  (heavy; only when a token client is made)
 
-    return any(scheme != "no" for scheme in urllib.request.getproxies())
+    return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies())
 
 
 _SHARED_LOCK = threading.Lock()

@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from httpx_tokenauth import (
+    ClientAssertion,
     ClientCredentials,
     ClientSecretJWT,
     ClientSecretPost,
@@ -324,6 +326,42 @@ async def test_m1_a_token_exchange_configured_by_issuer_exchanges_at_the_named_e
     assert SECRET not in repr(exchange)
     assert f"issuer={ISSUER!r}" in repr(exchange)
     assert "client_auth=<from the metadata>" in repr(exchange)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("given", [None, "api://AzureADTokenExchange"])
+async def test_m4_a_client_assertion_source_is_told_the_issuer_unless_given_an_audience(
+    env: Env, given: str | None
+) -> None:
+    """ClientAssertion with a grant made by issuer: its source is asked for an assertion
+    addressed to the issuer, as JWT client authentication is, unless audience= says else."""
+    servers = Servers()
+    servers.metadata()
+    asked: list[str] = []
+    assertion = jwt.encode(
+        {"iss": "https://oidc.ops.example", "sub": "svc", "exp": int(time.time()) + 600},
+        "a-platform-signing-key-of-32-bytes!!",
+        algorithm="HS256",
+    )
+
+    def read(audience: str) -> str:
+        asked.append(audience)
+        return assertion
+
+    make(
+        env,
+        servers,
+        ClientCredentials.from_issuer(
+            ISSUER,
+            client_id=CLIENT_ID,
+            client_auth=ClientAssertion(read, audience=given),
+            resource_discovery=False,
+        ),
+    )
+    assert (await env.request()).status_code == 200
+    assert servers.posts() == [ENDPOINT]
+    assert servers.forms[0]["client_assertion"] == [assertion]
+    assert asked == [given or ISSUER]
 
 
 @pytest.mark.parametrize("cls", [ClientCredentials, JWTBearerGrant, TokenExchangeGrant])

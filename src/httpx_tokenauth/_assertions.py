@@ -28,13 +28,14 @@ from __future__ import annotations
 import abc
 import base64
 import binascii
+import copy
 import json
 import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ._client_auth import Authenticator, ClientAuth, Credentials, check_client_id
@@ -45,6 +46,9 @@ from ._errors import (
     TokenError,
 )
 from ._url import check_token_url, redacted_url
+
+if TYPE_CHECKING:
+    from ._discovery import ServerMetadata
 
 __all__ = [
     "ASSERTION_SKEW",
@@ -786,7 +790,8 @@ class ClientAssertion(ClientAuth):
     ``source`` is a FileAssertion, a GitHubActionsOIDC, or a sync or async
     function given the audience and returning the JWT. ``audience`` is what
     the source is told the assertion is for (a function and GitHubActionsOIDC
-    without an audience of its own use it); the token URL by default.
+    without an audience of its own use it); the token URL by default, and for
+    a grant made by ``from_issuer`` the issuer.
 
     Before each request the JWT's ``exp`` is read (unverified); one that has
     expired or expires within ASSERTION_SKEW (30 s) is read again, and if it
@@ -824,6 +829,16 @@ class ClientAssertion(ClientAuth):
         audience = self._audience if self._audience is not None else token_url
         need = AssertionNeed("client_assertion", self._source, audience, jwt_required=True)
         return AssertionAuthenticator(client_id, need)
+
+    def _for_server(self, metadata: ServerMetadata, client_secret: str | None) -> ClientAssertion:
+        """SPEC M4: for a grant made by issuer, the source is told the issuer as the
+        audience (as JWT client authentication addresses its assertion), unless
+        ``audience`` was given."""
+        if self._audience is not None:
+            return self
+        new = copy.copy(self)
+        new._audience = metadata.issuer
+        return new
 
     def __repr__(self) -> str:
         audience = "" if self._audience is None else f", audience={self._audience!r}"

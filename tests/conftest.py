@@ -49,6 +49,19 @@ FAST_RETRY = RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.004)
 WAIT = 10.0  # seconds a gate waits before the test fails (a deadlock guard, not a timing)
 
 
+def clean_cli_environment(
+    monkeypatch: pytest.MonkeyPatch, *, token_url: str, ca_file: str, client_id: str | None = None
+) -> None:
+    """No HTTPX_TOKENAUTH_* variable but those pointing the CLI at the test servers."""
+    for name in list(os.environ):
+        if name.startswith("HTTPX_TOKENAUTH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HTTPX_TOKENAUTH_TOKEN_URL", token_url)
+    if client_id is not None:
+        monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_ID", client_id)
+    monkeypatch.setenv("HTTPX_TOKENAUTH_CA_FILE", ca_file)
+
+
 def answer_from_fork(child: Callable[[], bytes]) -> bytes:
     """Fork: the child runs ``child`` and sends back what it returns (or the name of what it
     raised); the parent gets that, or b"" if nothing came within WAIT (the child is then

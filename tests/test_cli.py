@@ -45,6 +45,8 @@ from oidc_provider import CLIENT_ID as OIDC_CLIENT_ID
 from oidc_provider import CLIENT_SECRET as OIDC_CLIENT_SECRET
 from oidc_provider import oidc_provider, serve
 
+from conftest import clean_cli_environment
+
 CLIENT_ID = "cli-client"
 SECRET = "cli-secret-Zq8+/=:%-0123456789-abcdefghij"  # 32+ bytes: client_secret_jwt works
 SA_EMAIL = "reports@project.iam.example"
@@ -115,14 +117,9 @@ def env(
     files: dict[str, Path],
 ) -> None:
     """A clean environment that points at the test servers and trusts the test CA."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("HTTPX_TOKENAUTH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HTTPX_TOKENAUTH_TOKEN_URL", server.token_url)
-    monkeypatch.setenv("HTTPX_TOKENAUTH_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("HTTPX_TOKENAUTH_CA_FILE", str(files["ca"]))
+    clean_cli_environment(
+        monkeypatch, token_url=server.token_url, ca_file=str(files["ca"]), client_id=CLIENT_ID
+    )
     server.reset()
     api.reset()
 

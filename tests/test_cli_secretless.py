@@ -10,7 +10,6 @@ server recorded. SPEC A1, A2, A3, A6.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,8 @@ from httpx_tokenauth.testing import (
     LocalCA,
     LocalIssuer,
 )
+
+from conftest import clean_cli_environment
 
 CLIENT_ID = "cli-federated"
 SUBJECT = "system:serviceaccount:ops:cli"
@@ -98,11 +99,7 @@ def environment(
     files: dict[str, Path],
 ) -> None:
     """A clean environment pointing at the test server and trusting the test CA."""
-    for name in list(os.environ):
-        if name.startswith("HTTPX_TOKENAUTH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HTTPX_TOKENAUTH_TOKEN_URL", server.token_url)
-    monkeypatch.setenv("HTTPX_TOKENAUTH_CA_FILE", str(files["ca"]))
+    clean_cli_environment(monkeypatch, token_url=server.token_url, ca_file=str(files["ca"]))
     server.reset()
     api.reset()
 
